@@ -1,0 +1,100 @@
+"""Domain constants, and the one place that reads infrastructure settings from the environment.
+
+Constants are module-level and fixed. Settings (URIs, tokens) come from the environment only when
+``Settings.from_env()`` is called, never at import time, so importing this module has no effect.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+MODEL_NAME = "ElasticNetWineModel"
+EXPERIMENT_NAME = "wine_retraining"
+PRODUCTION_ALIAS = "production"
+PREVIOUS_ALIAS = "previous_production"
+# Kept in sync with the alias so the runbook's ``models:/ElasticNetWineModel/Production`` resolves.
+LEGACY_STAGE = "Production"
+
+# The public UCI file; machines without internet point WINE_DATA_URI elsewhere.
+DEFAULT_DATA_URI = (
+    "https://archive.ics.uci.edu/ml/machine-learning-databases/wine-quality/winequality-red.csv"
+)
+CSV_SEPARATOR = ";"
+
+FEATURES: tuple[str, ...] = (
+    "fixed acidity",
+    "volatile acidity",
+    "citric acid",
+    "residual sugar",
+    "chlorides",
+    "free sulfur dioxide",
+    "total sulfur dioxide",
+    "density",
+    "pH",
+    "sulphates",
+    "alcohol",
+)
+TARGET = "quality"
+COLUMNS: tuple[str, ...] = (*FEATURES, TARGET)
+
+# The runbook's curl payload (SEED.md step 8): it must keep working against every version.
+RUNBOOK_PAYLOAD: dict = {
+    "dataframe_split": {
+        "columns": list(FEATURES),
+        "data": [[6.2, 0.66, 0.48, 1.2, 0.029, 29, 75, 0.98, 3.33, 0.39, 12.8]],
+    }
+}
+
+SEED = 42
+HOLDOUT_FRACTION = 0.2
+CV_FOLDS = 5
+MIN_ROWS = 500
+
+# Defaults of the run-time knobs (the DAG exposes them as Params).
+DEFAULT_ALPHAS: tuple[float, ...] = (0.001, 0.01, 0.1, 0.5, 1.0)
+DEFAULT_L1_RATIOS: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8, 1.0)
+DEFAULT_MAX_RMSE = 0.80
+DEFAULT_MIN_R2 = 0.25
+DEFAULT_MIN_IMPROVEMENT = 0.005
+DEFAULT_CANARY_ROWS = 50
+DEFAULT_CANARY_P95_MS = 500.0
+PREDICTION_TOLERANCE = 1e-6
+
+TRACKING_URI_DEFAULT = "http://127.0.0.1:5000"
+MODEL_SERVER_URL_DEFAULT = "http://127.0.0.1:1234"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Infrastructure settings, read from the environment when asked.
+
+    Attributes:
+        tracking_uri: MLflow tracking server (``MLFLOW_TRACKING_URI``).
+        model_server_url: The deployed scoring endpoint (``WINE_MODEL_SERVER_URL``).
+        model_server_token: Bearer token for the server's reload endpoint
+            (``WINE_MODEL_SERVER_TOKEN``); empty means reloads are refused.
+        data_uri: Where raw data comes from (``WINE_DATA_URI``).
+        staging_uri: Where each run's immutable raw snapshot is kept (``WINE_STAGING_URI``):
+            a local folder or ``s3://bucket/prefix``.
+    """
+
+    tracking_uri: str = TRACKING_URI_DEFAULT
+    model_server_url: str = MODEL_SERVER_URL_DEFAULT
+    model_server_token: str = field(default="", repr=False)
+    data_uri: str = DEFAULT_DATA_URI
+    staging_uri: str = ".local/staging"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``), falling back to defaults."""
+        env = dict(os.environ if env is None else env)
+        return cls(
+            tracking_uri=env.get("MLFLOW_TRACKING_URI") or TRACKING_URI_DEFAULT,
+            model_server_url=(env.get("WINE_MODEL_SERVER_URL") or MODEL_SERVER_URL_DEFAULT).rstrip(
+                "/"
+            ),
+            model_server_token=env.get("WINE_MODEL_SERVER_TOKEN", ""),
+            data_uri=env.get("WINE_DATA_URI") or DEFAULT_DATA_URI,
+            staging_uri=env.get("WINE_STAGING_URI") or ".local/staging",
+        )
