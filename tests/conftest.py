@@ -1,0 +1,47 @@
+"""Settings every test needs before Airflow or MLflow is imported."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The canonical UCI file lives beside the repository (never committed): tests read it in place.
+SHARED_DATA = REPO.parent / "shared" / "data" / "winequality-red.csv"
+
+# A throwaway Airflow home, so tests never touch ~/airflow or the `make run` state.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="wine-airflow-home-")
+os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+
+def wine_data_path() -> Path:
+    """The real data file: WINE_DATA_URI if it is a local path, else the shared copy."""
+    configured = os.environ.get("WINE_DATA_URI", "")
+    if configured and "://" not in configured:
+        return Path(configured)
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def wine_csv() -> Path:
+    """Path of the real wine CSV; a missing file is an error, not a skip."""
+    path = wine_data_path()
+    if not path.is_file():
+        pytest.fail(f"the wine data file {path} is missing: point WINE_DATA_URI at it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wine_frame(wine_csv: Path):
+    """The real data as parsed by the pipeline."""
+    from wine_quality.data import parse_csv
+
+    return parse_csv(wine_csv.read_bytes(), source=str(wine_csv))
