@@ -1,0 +1,324 @@
+"""Training: a duplicate-aware split, a small seeded grid search, and an idempotent registration.
+
+The same snapshot and settings always produce the same model (fixed seed, deterministic split and
+folds), so a rerun on unchanged data cannot beat production by chance. A retried task finds the
+version it already registered by its ``airflow_run_id`` tag instead of registering another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wine_quality import config
+from wine_quality.config import FEATURES, MODEL_NAME, TARGET
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+HOLDOUT_ARTIFACT = "holdout/holdout.csv"
+MODEL_ARTIFACT_NAME = "model"
+# What the served model needs at load time, pinned to the versions it was trained with.
+SERVING_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Run-time knobs of training (the DAG's Params) plus the fixed domain settings."""
+
+    alphas: tuple[float, ...] = config.DEFAULT_ALPHAS
+    l1_ratios: tuple[float, ...] = config.DEFAULT_L1_RATIOS
+    seed: int = config.SEED
+    holdout_fraction: float = config.HOLDOUT_FRACTION
+    cv_folds: int = config.CV_FOLDS
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered candidate version and how to find what it was evaluated on."""
+
+    run_id: str
+    version: str
+    model_uri: str
+    holdout_uri: str
+    holdout_digest: str
+    holdout_rows: int
+    best_params: dict[str, float]
+    metrics: dict[str, float] = field(default_factory=dict)
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for XCom."""
+        return asdict(self)
+
+
+def row_groups(frame: pd.DataFrame) -> np.ndarray:
+    """One group id per distinct row, so exact duplicates always fall on the same side."""
+    import pandas as pd
+
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def split_holdout(
+    frame: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into train and holdout with no duplicate row on both sides.
+
+    Returns:
+        ``(train, holdout)``, each with a fresh index.
+    """
+    from sklearn.model_selection import GroupShuffleSplit
+
+    splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    train_idx, holdout_idx = next(splitter.split(frame, groups=row_groups(frame)))
+    return (
+        frame.iloc[train_idx].reset_index(drop=True),
+        frame.iloc[holdout_idx].reset_index(drop=True),
+    )
+
+
+def holdout_digest(holdout: pd.DataFrame) -> str:
+    """Content digest of the holdout rows: equal digests mean the very same evaluation data."""
+    digest = hashlib.sha256()
+    digest.update(",".join(holdout.columns).encode())
+    digest.update(row_groups(holdout).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """RMSE, MAE and R² as plain floats (MLflow's validators reject numpy scalars)."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "rmse": float(mean_squared_error(y_true, y_pred) ** 0.5),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "r2": float(r2_score(y_true, y_pred)),
+    }
+
+
+def fit(train: pd.DataFrame, cfg: TrainingConfig) -> tuple[Pipeline, list[dict[str, float]]]:
+    """Grid-search alpha x l1_ratio with grouped CV on ``train`` and refit the best.
+
+    Returns:
+        The refitted pipeline and one row per candidate: params, mean and std of CV RMSE, rank.
+    """
+    from sklearn.linear_model import ElasticNet
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipeline = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("model", ElasticNet(random_state=cfg.seed, max_iter=50_000)),
+        ]
+    )
+    search = GridSearchCV(
+        pipeline,
+        param_grid={
+            "model__alpha": [float(a) for a in cfg.alphas],
+            "model__l1_ratio": [float(r) for r in cfg.l1_ratios],
+        },
+        scoring="neg_root_mean_squared_error",
+        cv=GroupKFold(n_splits=cfg.cv_folds),
+        refit=True,
+        n_jobs=1,
+    )
+    search.fit(train.loc[:, list(FEATURES)], train[TARGET], groups=row_groups(train))
+    results = search.cv_results_
+    table = [
+        {
+            "alpha": float(params["model__alpha"]),
+            "l1_ratio": float(params["model__l1_ratio"]),
+            "cv_rmse_mean": float(-results["mean_test_score"][i]),
+            "cv_rmse_std": float(results["std_test_score"][i]),
+            "rank": int(results["rank_test_score"][i]),
+        }
+        for i, params in enumerate(results["params"])
+    ]
+    return search.best_estimator_, table
+
+
+def serving_requirements() -> list[str]:
+    """Exact pins of what the served model imports, read from this environment."""
+    return [f"{name}=={metadata.version(name)}" for name in SERVING_PACKAGES]
+
+
+def find_version_for_run(mlflow_client: MlflowClient, airflow_run_id: str) -> ModelVersion | None:
+    """The version a previous attempt of this DAG run registered, if any."""
+    escaped = airflow_run_id.replace("'", "\\'")
+    versions = mlflow_client.search_model_versions(
+        f"name = '{MODEL_NAME}' and tags.airflow_run_id = '{escaped}'"
+    )
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def _candidate_from_version(
+    mlflow_client: MlflowClient, version: ModelVersion, *, reused: bool
+) -> Candidate:
+    run = mlflow_client.get_run(version.run_id)
+    params = run.data.params
+    return Candidate(
+        run_id=version.run_id,
+        version=str(version.version),
+        model_uri=f"models:/{MODEL_NAME}/{version.version}",
+        holdout_uri=f"runs:/{version.run_id}/{HOLDOUT_ARTIFACT}",
+        holdout_digest=run.data.tags["holdout_digest"],
+        holdout_rows=int(float(run.data.metrics.get("holdout_rows", 0))),
+        best_params={"alpha": float(params["alpha"]), "l1_ratio": float(params["l1_ratio"])},
+        metrics={k: float(run.data.metrics[k]) for k in ("rmse", "mae", "r2")},
+        reused=reused,
+    )
+
+
+def _register(model_uri: str, tags: dict[str, str]) -> ModelVersion:
+    import mlflow
+
+    # register_model creates the registered model on first use and resolves MLflow 3's
+    # logged-model id from the ``models:/m-…`` URI.
+    return mlflow.register_model(model_uri, MODEL_NAME, tags=tags)
+
+
+def train_and_register(
+    *,
+    tracking_uri: str,
+    experiment_name: str,
+    frame: pd.DataFrame,
+    data_sha256: str,
+    snapshot_uri: str,
+    dag_id: str,
+    airflow_run_id: str,
+    cfg: TrainingConfig,
+    code_version: str,
+) -> Candidate:
+    """Train on the validated frame, log everything to MLflow and register one version.
+
+    Idempotent per ``airflow_run_id``: if a version with that tag exists it is returned; if an
+    earlier attempt finished its run but crashed before registering, that run's model is
+    registered instead of training again.
+
+    Args:
+        tracking_uri: MLflow tracking server.
+        experiment_name: Experiment that holds the pipeline's runs.
+        frame: The validated data (all 12 columns).
+        data_sha256: sha256 of the snapshot bytes ``frame`` was parsed from.
+        snapshot_uri: Where those bytes live (logged as the dataset source).
+        dag_id: Airflow DAG id (tag).
+        airflow_run_id: Airflow run id (tag, and the idempotency key).
+        cfg: Search grid and split settings.
+        code_version: Version of this package (tag).
+
+    Returns:
+        The registered candidate.
+    """
+    import mlflow
+
+    from wine_quality.model import (
+        PIPELINE_ARTIFACT,
+        WineQualityRegressor,
+        model_signature,
+        save_pipeline,
+    )
+    from wine_quality.tracking import client, ensure_experiment
+
+    mlflow_client = client(tracking_uri)
+    existing = find_version_for_run(mlflow_client, airflow_run_id)
+    if existing is not None:
+        log.info("reusing version %s registered by an earlier attempt", existing.version)
+        return _candidate_from_version(mlflow_client, existing, reused=True)
+
+    experiment_id = ensure_experiment(tracking_uri, experiment_name)
+    version_tags = {
+        "airflow_dag_id": dag_id,
+        "airflow_run_id": airflow_run_id,
+        "data_sha256": data_sha256,
+        "code_version": code_version,
+    }
+    finished = mlflow_client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.airflow_run_id = '{airflow_run_id}' and tags.stage = 'train'"
+            " and attributes.status = 'FINISHED'"
+        ),
+        max_results=1,
+    )
+    if finished:
+        # Crash between logging and registering: register what was already logged.
+        run = finished[0]
+        tags = {**version_tags, "holdout_digest": run.data.tags["holdout_digest"]}
+        tags.update({k: run.data.params[k] for k in ("alpha", "l1_ratio")})
+        version = _register(run.data.tags["model_uri"], tags)
+        return _candidate_from_version(mlflow_client, version, reused=True)
+
+    train, holdout = split_holdout(frame, cfg.holdout_fraction, cfg.seed)
+    digest = holdout_digest(holdout)
+    pipeline, table = fit(train, cfg)
+    best = min(table, key=lambda row: (row["rank"], row["alpha"], row["l1_ratio"]))
+    metrics = regression_metrics(holdout[TARGET], pipeline.predict(holdout.loc[:, list(FEATURES)]))
+
+    features = frame.loc[:, list(FEATURES)].astype("float64")
+    run_tags = {**version_tags, "stage": "train", "holdout_digest": digest}
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"train {airflow_run_id}", tags=run_tags
+    ) as run:
+        mlflow.log_params(
+            {
+                "alpha": best["alpha"],
+                "l1_ratio": best["l1_ratio"],
+                "seed": cfg.seed,
+                "holdout_fraction": cfg.holdout_fraction,
+                "cv_folds": cfg.cv_folds,
+                "grid_alphas": json.dumps(list(cfg.alphas)),
+                "grid_l1_ratios": json.dumps(list(cfg.l1_ratios)),
+            }
+        )
+        source = snapshot_uri if "://" in snapshot_uri else str(Path(snapshot_uri).resolve())
+        mlflow.log_input(
+            mlflow.data.from_pandas(frame, source=source, targets=TARGET, name="winequality-red"),
+            context="training",
+        )
+        mlflow.log_input(
+            mlflow.data.from_pandas(holdout, source=source, targets=TARGET, name="holdout"),
+            context="holdout",
+        )
+        # Every candidate's CV score: one metric series (step = grid index) plus the table.
+        for step, row in enumerate(table):
+            mlflow.log_metric("cv_rmse", row["cv_rmse_mean"], step=step)
+        mlflow.log_table(
+            data={k: [r[k] for r in table] for k in table[0]}, artifact_file="cv_results.json"
+        )
+        mlflow.log_metrics(
+            {**metrics, "holdout_rows": float(len(holdout)), "train_rows": float(len(train))}
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            holdout_path = Path(tmp) / "holdout.csv"
+            holdout.to_csv(holdout_path, index=False)
+            mlflow.log_artifact(str(holdout_path), artifact_path=str(Path(HOLDOUT_ARTIFACT).parent))
+            pipeline_path = save_pipeline(pipeline, Path(tmp))
+            model_info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT_NAME,
+                python_model=WineQualityRegressor(),
+                artifacts={PIPELINE_ARTIFACT: str(pipeline_path)},
+                code_paths=[str(Path(__file__).resolve().parent)],
+                signature=model_signature(),
+                input_example=features.head(3),
+                pip_requirements=serving_requirements(),
+            )
+        mlflow.set_tag("model_uri", model_info.model_uri)
+    tags = {**version_tags, "holdout_digest": digest, "alpha": str(best["alpha"])}
+    tags["l1_ratio"] = str(best["l1_ratio"])
+    version = _register(model_info.model_uri, tags)
+    log.info("registered %s version %s from run %s", MODEL_NAME, version.version, run.info.run_id)
+    return _candidate_from_version(mlflow_client, version, reused=False)
