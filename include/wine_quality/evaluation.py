@@ -1,0 +1,275 @@
+"""Compare the candidate with production on the same holdout, and decide whether to promote.
+
+Both models are scored in this run on the candidate's holdout rows, with
+``mlflow.models.evaluate``; stale metrics from an older run are never reused. The rule itself is
+:func:`decide`, a pure function built on MLflow's ``MetricThreshold`` validator.
+
+Traps of MLflow's validator, handled here: ``min_absolute_change`` needs a baseline result (so
+the first model is judged on absolute thresholds only), and every threshold must be a plain
+Python ``float`` (numpy scalars and ints from JSON are refused), so values are cast explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wine_quality.config import MODEL_NAME, PRODUCTION_ALIAS, TARGET
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+# MLflow's regressor evaluator names -> the short names used in tags, XCom and the summary.
+METRIC_NAMES = {"root_mean_squared_error": "rmse", "mean_absolute_error": "mae", "r2_score": "r2"}
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    """When a candidate may replace production (the DAG's Params)."""
+
+    max_rmse: float
+    min_r2: float
+    min_improvement: float
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of a comparison, with everything needed to audit it later."""
+
+    promote: bool
+    reasons: list[str]
+    candidate_version: str
+    candidate_metrics: dict[str, float]
+    production_version: str | None
+    production_metrics: dict[str, float] | None
+    holdout_digest: str
+    holdout_rows: int
+    policy: dict[str, Any] = field(default_factory=dict)
+    forced: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for XCom and the JSON artifact."""
+        return asdict(self)
+
+
+def decide(
+    candidate: dict[str, float],
+    production: dict[str, float] | None,
+    policy: PromotionPolicy,
+) -> tuple[bool, list[str], bool]:
+    """Apply the promotion rule.
+
+    Promote when the absolute thresholds hold (RMSE <= max, R² >= min) and either there is no
+    production model or the candidate's RMSE beats production's by at least the margin. A forced
+    promotion skips the rule but is reported as forced.
+
+    Args:
+        candidate: Candidate metrics (``rmse``, ``r2``, ...) on the holdout.
+        production: Production's metrics on the same holdout, or None if there is none.
+        policy: Thresholds and margin.
+
+    Returns:
+        ``(promote, reasons, forced)``: every reason, passing or failing, in plain words.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation import EvaluationResult
+
+    def result(metrics: dict[str, float]) -> EvaluationResult:
+        return EvaluationResult(
+            metrics={
+                "root_mean_squared_error": float(metrics["rmse"]),
+                "r2_score": float(metrics["r2"]),
+            },
+            artifacts={},
+        )
+
+    checks: list[tuple[str, dict[str, Any], bool]] = [
+        (
+            f"RMSE {candidate['rmse']:.4f} <= max {policy.max_rmse:g}",
+            {
+                "root_mean_squared_error": MetricThreshold(
+                    threshold=float(policy.max_rmse), greater_is_better=False
+                )
+            },
+            False,
+        ),
+        (
+            f"R2 {candidate['r2']:.4f} >= min {policy.min_r2:g}",
+            {"r2_score": MetricThreshold(threshold=float(policy.min_r2), greater_is_better=True)},
+            False,
+        ),
+    ]
+    if production is not None:
+        checks.append(
+            (
+                f"RMSE {candidate['rmse']:.4f} beats production {production['rmse']:.4f}"
+                f" by >= {policy.min_improvement:g}",
+                {
+                    "root_mean_squared_error": MetricThreshold(
+                        min_absolute_change=float(policy.min_improvement), greater_is_better=False
+                    )
+                },
+                True,
+            )
+        )
+    reasons: list[str] = []
+    passed_all = True
+    for text, thresholds, needs_baseline in checks:
+        try:
+            from mlflow import validate_evaluation_results
+
+            validate_evaluation_results(
+                thresholds,
+                result(candidate),
+                result(production) if needs_baseline and production is not None else None,
+            )
+            reasons.append(f"pass: {text}")
+        except MlflowException as exc:
+            if type(exc).__name__ != "ModelValidationFailedException":
+                raise
+            passed_all = False
+            reasons.append(f"FAIL: {text}")
+    if production is None:
+        reasons.append("no production version yet: absolute thresholds decide")
+    if policy.force:
+        reasons.append("FORCED promotion requested: the rule's verdict is overridden")
+        return True, reasons, True
+    return passed_all, reasons, False
+
+
+def load_holdout(holdout_uri: str, tracking_uri: str) -> pd.DataFrame:
+    """Download the candidate's holdout rows (logged by training) as a frame."""
+    import mlflow
+    import pandas as pd
+
+    from wine_quality.tracking import client
+
+    client(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=holdout_uri, dst_path=tmp)
+        return pd.read_csv(local)
+
+
+def score_on_holdout(
+    model_uri: str, holdout: pd.DataFrame, *, experiment_id: str, tags: dict[str, str]
+) -> dict[str, float]:
+    """Evaluate ``model_uri`` on ``holdout`` in its own MLflow run and return RMSE/MAE/R²."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {model_uri}", tags=tags):
+        result = mlflow.models.evaluate(
+            model=model_uri,
+            data=holdout,
+            targets=TARGET,
+            model_type="regressor",
+            evaluators=["default"],
+        )
+    return {short: float(result.metrics[name]) for name, short in METRIC_NAMES.items()}
+
+
+def production_version(tracking_uri: str) -> str | None:
+    """The version the ``production`` alias names now, or None if it is not set."""
+    from mlflow.exceptions import MlflowException
+
+    from wine_quality.tracking import client, is_not_found
+
+    try:
+        return str(
+            client(tracking_uri).get_model_version_by_alias(MODEL_NAME, PRODUCTION_ALIAS).version
+        )
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def compare_with_production(
+    *,
+    tracking_uri: str,
+    experiment_name: str,
+    candidate: dict[str, Any],
+    policy: PromotionPolicy,
+    airflow_run_id: str,
+) -> Decision:
+    """Score candidate and production on the candidate's holdout and decide.
+
+    The decision and its reasons are written to the candidate version's tags and as a JSON
+    artifact on the candidate's training run.
+
+    Args:
+        tracking_uri: MLflow tracking server.
+        experiment_name: Experiment for the evaluation runs.
+        candidate: ``Candidate.to_dict()`` from training.
+        policy: Thresholds, margin and the force flag.
+        airflow_run_id: Tag for the evaluation runs.
+    """
+    import mlflow
+
+    from wine_quality.tracking import client, ensure_experiment
+
+    mlflow_client = client(tracking_uri)
+    experiment_id = ensure_experiment(tracking_uri, experiment_name)
+    holdout = load_holdout(candidate["holdout_uri"], tracking_uri)
+    from wine_quality.training import holdout_digest
+
+    digest = holdout_digest(holdout)
+    if digest != candidate["holdout_digest"]:
+        raise RuntimeError(
+            f"holdout digest {digest} differs from the one recorded at training"
+            f" ({candidate['holdout_digest']}): refusing to compare on different rows"
+        )
+    tags = {"stage": "evaluate", "airflow_run_id": airflow_run_id, "holdout_digest": digest}
+    candidate_metrics = score_on_holdout(
+        candidate["model_uri"],
+        holdout,
+        experiment_id=experiment_id,
+        tags={**tags, "model_version": candidate["version"], "role": "candidate"},
+    )
+    prod_version = production_version(tracking_uri)
+    prod_metrics = None
+    if prod_version is not None:
+        prod_metrics = score_on_holdout(
+            f"models:/{MODEL_NAME}/{prod_version}",
+            holdout,
+            experiment_id=experiment_id,
+            tags={**tags, "model_version": prod_version, "role": "production"},
+        )
+    promote, reasons, forced = decide(candidate_metrics, prod_metrics, policy)
+    decision = Decision(
+        promote=promote,
+        reasons=reasons,
+        candidate_version=str(candidate["version"]),
+        candidate_metrics=candidate_metrics,
+        production_version=prod_version,
+        production_metrics=prod_metrics,
+        holdout_digest=digest,
+        holdout_rows=len(holdout),
+        policy=asdict(policy),
+        forced=forced,
+    )
+    version = str(candidate["version"])
+    outcome = "forced" if forced else ("promote" if promote else "keep_production")
+    for key, value in {
+        "decision": outcome,
+        "decision_reasons": "; ".join(reasons)[:4900],
+        "compared_with_version": prod_version or "none",
+        "eval_holdout_digest": digest,
+        "eval_rmse": f"{candidate_metrics['rmse']:.6f}",
+        "eval_r2": f"{candidate_metrics['r2']:.6f}",
+    }.items():
+        mlflow_client.set_model_version_tag(MODEL_NAME, version, key, value)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"decision-v{version}.json"
+        path.write_text(json.dumps(decision.to_dict(), indent=2))
+        mlflow_client.log_artifact(candidate["run_id"], str(path), artifact_path="decision")
+    log.info("decision for version %s: %s (%s)", version, outcome, "; ".join(reasons))
+    _ = mlflow  # imported for its side effect of configuring the fluent API above
+    return decision

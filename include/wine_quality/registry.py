@@ -1,0 +1,127 @@
+"""Promotion and rollback on the MLflow model registry.
+
+``production`` is moved in a single ``set_registered_model_alias`` call (never delete-then-set,
+so it always names some version), after ``previous_production`` has been pointed at the version
+it replaces. The deprecated ``Production`` stage follows the alias so the runbook's
+``models:/ElasticNetWineModel/Production`` URI keeps resolving.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from wine_quality.config import LEGACY_STAGE, MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS
+from wine_quality.errors import PromotionConflictError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+def alias_version(mlflow_client: MlflowClient, alias: str) -> str | None:
+    """The version ``alias`` names, or None if the alias is not set."""
+    from mlflow.exceptions import MlflowException
+
+    from wine_quality.tracking import is_not_found
+
+    try:
+        return str(mlflow_client.get_model_version_by_alias(MODEL_NAME, alias).version)
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def _sync_stage(mlflow_client: MlflowClient, version: str) -> None:
+    # Stages are deprecated in MLflow 3 but still resolve models:/<name>/Production for users of
+    # the runbook; archive_existing_versions keeps exactly one version in the stage.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        mlflow_client.transition_model_version_stage(
+            MODEL_NAME, version, LEGACY_STAGE, archive_existing_versions=True
+        )
+
+
+def promote(
+    *,
+    tracking_uri: str,
+    version: str,
+    expected_production: str | None,
+    airflow_run_id: str,
+    forced: bool = False,
+) -> dict[str, Any]:
+    """Make ``version`` production, if production is still what the comparison saw.
+
+    Args:
+        tracking_uri: MLflow tracking server.
+        version: The candidate version to promote.
+        expected_production: The production version the comparison was made against.
+        airflow_run_id: Recorded on the promoted version.
+        forced: Recorded on the version when the rule was overridden.
+
+    Returns:
+        ``{"version", "previous_version", "already_promoted"}``.
+
+    Raises:
+        PromotionConflictError: Production moved since the comparison (another run promoted):
+            this run's comparison is stale, so it must not overwrite that promotion.
+    """
+    from wine_quality.tracking import client
+
+    mlflow_client = client(tracking_uri)
+    current = alias_version(mlflow_client, PRODUCTION_ALIAS)
+    if current == version:
+        # A retry after a successful promotion: make sure the stage caught up, change nothing.
+        _sync_stage(mlflow_client, version)
+        previous = alias_version(mlflow_client, PREVIOUS_ALIAS)
+        return {"version": version, "previous_version": previous, "already_promoted": True}
+    if current != expected_production:
+        raise PromotionConflictError(
+            f"production is version {current} but this run compared against version"
+            f" {expected_production}: another run promoted in between; not overwriting it"
+        )
+    if current is not None:
+        mlflow_client.set_registered_model_alias(MODEL_NAME, PREVIOUS_ALIAS, current)
+    mlflow_client.set_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS, version)
+    _sync_stage(mlflow_client, version)
+    mlflow_client.set_model_version_tag(MODEL_NAME, version, "promoted_by_run", airflow_run_id)
+    if forced:
+        mlflow_client.set_model_version_tag(MODEL_NAME, version, "forced_promotion", "true")
+    log.info("production: version %s -> %s", current, version)
+    return {"version": version, "previous_version": current, "already_promoted": False}
+
+
+def rollback(*, tracking_uri: str, failed_version: str, reason: str) -> dict[str, Any]:
+    """Take ``failed_version`` out of production and restore ``previous_production``.
+
+    Idempotent: if production no longer names ``failed_version`` nothing is moved. With no
+    previous version to return to, the alias is removed rather than left on a broken model.
+
+    Returns:
+        ``{"rolled_back", "production"}``: whether anything moved, and what production is now.
+    """
+    from wine_quality.tracking import client
+
+    mlflow_client = client(tracking_uri)
+    mlflow_client.set_model_version_tag(
+        MODEL_NAME, failed_version, "rollback_reason", reason[:4900]
+    )
+    current = alias_version(mlflow_client, PRODUCTION_ALIAS)
+    if current != failed_version:
+        log.info("production is %s, not %s: nothing to roll back", current, failed_version)
+        return {"rolled_back": False, "production": current}
+    previous = alias_version(mlflow_client, PREVIOUS_ALIAS)
+    if previous is None or previous == failed_version:
+        mlflow_client.delete_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            mlflow_client.transition_model_version_stage(MODEL_NAME, failed_version, "Archived")
+        log.warning("rolled back version %s; no previous version to restore", failed_version)
+        return {"rolled_back": True, "production": None}
+    mlflow_client.set_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS, previous)
+    _sync_stage(mlflow_client, previous)
+    log.warning("rolled back production from version %s to %s", failed_version, previous)
+    return {"rolled_back": True, "production": previous}
