@@ -39,5 +39,12 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
 
 
 def is_not_found(exc: Exception) -> bool:
-    """Whether an MLflow error means 'no such resource' (e.g. an alias that is not set)."""
-    return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+    """Whether an MLflow error means 'no such resource' (e.g. an alias that is not set).
+
+    MLflow reports a missing model as RESOURCE_DOES_NOT_EXIST but a missing alias as
+    INVALID_PARAMETER_VALUE ("Registered model alias production not found").
+    """
+    code = getattr(exc, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+    )
