@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_no_import_errors(dagbag):
 
 
 def test_main_flow_is_a_chain(dag):
-    for upstream, downstream in zip(MAIN_FLOW, MAIN_FLOW[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(MAIN_FLOW):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
 
 
@@ -55,7 +56,8 @@ def test_schedule_and_run_settings(dag):
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert {"mlops", "mlflow"} <= set(dag.tags)
-    assert dag.doc_md and "wine_retraining" in dag.doc_md
+    assert dag.doc_md
+    assert "wine_retraining" in dag.doc_md
 
 
 @pytest.mark.parametrize(
@@ -76,7 +78,8 @@ def test_params_are_typed_and_titled(dag):
     assert expected <= set(params.keys())
     for name in expected:
         schema = params.get_param(name).schema
-        assert "type" in schema and "title" in schema, name
+        assert "type" in schema, name
+        assert "title" in schema, name
     assert params["force_promotion"] is False
 
 

@@ -95,8 +95,8 @@ def test_many_rows_give_one_float_each(loaded, wine_frame):
     ("bad_input", "message"),
     [
         (pd.DataFrame([ROW[:-1]], columns=list(FEATURES[:-1])), "missing columns \\['alcohol'\\]"),
-        (pd.DataFrame([[*ROW[:-1], "strong"]], columns=list(FEATURES)), "'alcohol' must be numeric"),
-        (pd.DataFrame([[*ROW[:-1], None]], columns=list(FEATURES)), "non-finite values in columns \\['alcohol'\\]"),
+        (pd.DataFrame([[*ROW[:-1], "strong"]], columns=list(FEATURES)), "'alcohol' must be"),
+        (pd.DataFrame([[*ROW[:-1], None]], columns=list(FEATURES)), r"non-finite .* \['alcohol'\]"),
         (pd.DataFrame([[*ROW[:-1], np.inf]], columns=list(FEATURES)), "non-finite"),
         (np.ones((1, 10)), "must have 11 columns"),
         ("6.2;0.66", "unsupported input type"),
