@@ -227,7 +227,7 @@ def wine_retraining() -> None:
         import json
         import os
 
-        from wine_quality.pipeline import summarize
+        from wine_quality.pipeline import report_run
 
         ti = context["ti"]
         names = (
@@ -240,7 +240,8 @@ def wine_retraining() -> None:
             "canary",
             "rollback",
         )
-        summary = summarize({name: ti.xcom_pull(task_ids=name) for name in names})
+        results = {name: ti.xcom_pull(task_ids=name) for name in names}
+        summary = report_run(results=results, settings=_settings())
         summary["run_id"] = context["run_id"]
         text = json.dumps(summary, indent=2)
         print(text)
@@ -267,19 +268,10 @@ def wine_retraining() -> None:
     [deployed, canaried] >> rolled_back
     summary = report()
     watched = watcher()
-    all_tasks = [
-        ingested,
-        validated,
-        candidate,
-        decision,
-        gate,
-        promotion,
-        deployed,
-        canaried,
-        rolled_back,
-    ]
-    all_tasks >> summary
-    all_tasks >> watched
+    # Not downstream of the gate: a short-circuit skips every direct downstream task.
+    work = [ingested, validated, candidate, decision, promotion, deployed, canaried, rolled_back]
+    work >> summary
+    work >> watched
 
 
 wine_retraining()

@@ -251,7 +251,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         ),
         "reasons": decision.get("reasons"),
         "promoted_version": (promotion or {}).get("version"),
-        "served_version": deployed.get("version"),
+        "served_version": deployed.get("version") or (rollback or {}).get("served_version"),
         "canary": (
             {"passed": True, "p95_ms": canary.get("p95_ms"), "rows": canary.get("rows")}
             if canary
@@ -259,3 +259,15 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         ),
         "rollback": rollback,
     }
+
+
+def report_run(*, results: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The run summary, with what the endpoint serves right now (asked, not assumed)."""
+    from wine_quality.deployment import served_model
+
+    summary = summarize(results)
+    try:
+        summary["served_version"] = served_model(settings.model_server_url).get("version")
+    except Exception as exc:  # noqa: BLE001 - a summary must not fail on an unreachable server
+        summary["served_version"] = f"unknown: model server unreachable ({type(exc).__name__})"
+    return summary
