@@ -1,0 +1,121 @@
+"""The DAG end to end with `airflow dags test` against the live local stack.
+
+Order matters and is the story of a production model's life: the first run promotes version 1;
+a rerun on the same data trains an identical model and must not promote; bad data is stopped
+before the registry; a forced promotion that fails its canary is rolled back.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from wine_quality.config import MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def production(stack) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return stack.client().get_model_version_by_alias(MODEL_NAME, PRODUCTION_ALIAS).version
+    except MlflowException:
+        return None
+
+
+def versions(stack) -> list[str]:
+    return sorted(
+        (v.version for v in stack.client().search_model_versions(f"name = '{MODEL_NAME}'")),
+        key=int,
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(stack, wine_csv):
+    return stack.run_dag(str(wine_csv))
+
+
+def test_first_run_promotes_version_1_and_the_canary_passes(stack, first_run):
+    code, summary, output = first_run
+    assert code == 0, output[-3000:]
+    assert summary["rows"] == 1599
+    assert summary["validation"] == "passed"
+    assert summary["decision"] == "promote"
+    assert summary["promoted_version"] == "1"
+    assert summary["served_version"] == "1"
+    assert summary["canary"]["passed"] is True
+    assert production(stack) == "1"
+    assert stack.served()["version"] == "1"
+
+
+def test_runbook_curl_payload_gets_one_prediction(stack, first_run):
+    response = requests.post(f"{stack.server_url}/invocations", json=RUNBOOK_PAYLOAD, timeout=10)
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 1
+    assert 3.0 < predictions[0] < 8.0
+    assert response.headers["X-Model-Version"] == "1"
+
+
+def test_version_1_is_traceable_to_its_data(stack, first_run, wine_csv):
+    import hashlib
+
+    version = stack.client().get_model_version(MODEL_NAME, "1")
+    assert version.tags["data_sha256"] == hashlib.sha256(wine_csv.read_bytes()).hexdigest()
+    assert version.tags["airflow_dag_id"] == "wine_retraining"
+    assert version.tags["decision"] == "promote"
+    run = stack.client().get_run(version.run_id)
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"winequality-red", "holdout"}
+    # The runbook's stage URI follows the alias.
+    assert stack.client().get_latest_versions(MODEL_NAME, stages=["Production"])[0].version == "1"
+
+
+def test_rerun_on_same_data_does_not_promote(stack, first_run, wine_csv):
+    code, summary, output = stack.run_dag(str(wine_csv))
+    assert code == 0, output[-3000:]
+    assert summary["decision"] == "keep production"
+    assert summary["candidate_version"] == "2"
+    assert summary["production_version_before"] == "1"
+    assert summary["candidate_metrics"] == summary["production_metrics"]  # same model, same rows
+    assert summary["promoted_version"] is None
+    assert summary["served_version"] == "1"
+    assert production(stack) == "1"
+    assert stack.served()["version"] == "1"
+    assert stack.client().get_model_version(MODEL_NAME, "2").tags["decision"] == "keep_production"
+
+
+def test_broken_data_fails_the_run_and_changes_nothing(stack, first_run, wine_csv, tmp_path):
+    before = versions(stack)
+    broken = tmp_path / "broken.csv"
+    lines = wine_csv.read_text().splitlines()
+    lines[5] = lines[5].replace(lines[5].split(";")[8], "15.5", 1)  # pH 15.5: impossible
+    broken.write_text("\n".join(lines) + "\n")
+    code, summary, output = stack.run_dag(str(broken))
+    assert code != 0
+    assert "DataValidationError" in output
+    assert "pH" in output
+    assert summary["validation"] == "failed or not run"
+    assert versions(stack) == before
+    assert production(stack) == "1"
+    assert stack.served()["version"] == "1"
+
+
+def test_failed_canary_rolls_back(stack, first_run, wine_csv):
+    # Forced promotion with an impossible latency budget: the canary must fail and undo it.
+    code, summary, output = stack.run_dag(
+        str(wine_csv), conf={"force_promotion": True, "canary_p95_ms": 0.001}
+    )
+    assert code != 0
+    assert "CanaryError" in output
+    assert "exceeds the budget" in output
+    forced = summary["promoted_version"]
+    assert forced not in (None, "1")
+    assert summary["rollback"]["rolled_back"] is True
+    assert summary["rollback"]["production"] == "1"
+    assert production(stack) == "1"
+    assert stack.served()["version"] == "1"
+    tags = stack.client().get_model_version(MODEL_NAME, forced).tags
+    assert tags["forced_promotion"] == "true"
+    assert "rollback_reason" in tags
+    assert stack.client().get_model_version_by_alias(MODEL_NAME, PREVIOUS_ALIAS).version == "1"
