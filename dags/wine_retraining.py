@@ -54,6 +54,15 @@ def _settings():
     return Settings.from_env()
 
 
+def _s3_client(conn_id: str, *uris: str | None):
+    """A boto3 client from the Airflow S3 connection, only when some URI is in S3."""
+    if not any(uri and uri.startswith("s3://") for uri in uris):
+        return None
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=conn_id).get_conn()
+
+
 @dag(
     dag_id="wine_retraining",
     schedule="0 2 * * *",
@@ -119,10 +128,16 @@ def wine_retraining() -> None:
     def ingest(**context: Any) -> dict[str, Any]:
         from wine_quality.pipeline import ingest_data
 
+        settings = _settings()
+        data_uri = context["params"]["data_uri"]
         logical_date = context.get("logical_date")
-        key = logical_date.isoformat() if logical_date else context["run_id"]
         return ingest_data(
-            data_uri=context["params"]["data_uri"], settings=_settings(), snapshot_key=key
+            data_uri=data_uri,
+            settings=settings,
+            snapshot_key=logical_date.isoformat() if logical_date else context["run_id"],
+            s3_client=_s3_client(
+                settings.s3_conn_id, data_uri or settings.data_uri, settings.staging_uri
+            ),
         )
 
     @task(task_display_name="Validate data (GX)")
@@ -130,9 +145,11 @@ def wine_retraining() -> None:
     def validate(ingested: dict[str, Any], **context: Any) -> dict[str, Any]:
         from wine_quality.pipeline import validate_data
 
+        settings = _settings()
         return validate_data(
             ingested=ingested,
-            settings=_settings(),
+            settings=settings,
+            s3_client=_s3_client(settings.s3_conn_id, ingested["snapshot_uri"]),
             airflow_run_id=context["run_id"],
             min_rows=context["params"]["min_rows"],
         )
@@ -142,9 +159,11 @@ def wine_retraining() -> None:
     def train(ingested: dict[str, Any], validated: dict[str, Any], **context: Any) -> dict:
         from wine_quality.pipeline import train_candidate
 
+        settings = _settings()
         return train_candidate(
             ingested=ingested,
-            settings=_settings(),
+            settings=settings,
+            s3_client=_s3_client(settings.s3_conn_id, ingested["snapshot_uri"]),
             alphas=context["params"]["alphas"],
             l1_ratios=context["params"]["l1_ratios"],
             dag_id=context["dag"].dag_id,

@@ -17,6 +17,10 @@ if [ ! -f "$AIRFLOW_HOME/.migrated" ]; then
   touch "$AIRFLOW_HOME/.migrated"
 fi
 
+# Tasks reach MLflow's artifact store through the tracking server only: they never hold its
+# storage keys. Data in S3 is read through the Airflow connection WINE_S3_CONN_ID (wine_s3).
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN MLFLOW_S3_ENDPOINT_URL
+
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 log=$LOGS/dags-test-$stamp.log
 export WINE_RUN_SUMMARY_FILE=$STATE/last-run-summary.json

@@ -77,6 +77,9 @@ class Settings:
         data_uri: Where raw data comes from (``WINE_DATA_URI``).
         staging_uri: Where each run's immutable raw snapshot is kept (``WINE_STAGING_URI``):
             a local folder or ``s3://bucket/prefix``.
+        s3_conn_id: Airflow connection for ``s3://`` data and snapshots (``WINE_S3_CONN_ID``);
+            its extra carries the endpoint (MinIO). MLflow's artifact store is not reached with
+            it: artifacts go through the tracking server.
     """
 
     tracking_uri: str = TRACKING_URI_DEFAULT
@@ -84,6 +87,7 @@ class Settings:
     model_server_token: str = field(default="", repr=False)
     data_uri: str = DEFAULT_DATA_URI
     staging_uri: str = ".local/staging"
+    s3_conn_id: str = "wine_s3"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -97,4 +101,5 @@ class Settings:
             model_server_token=env.get("WINE_MODEL_SERVER_TOKEN", ""),
             data_uri=env.get("WINE_DATA_URI") or DEFAULT_DATA_URI,
             staging_uri=env.get("WINE_STAGING_URI") or ".local/staging",
+            s3_conn_id=env.get("WINE_S3_CONN_ID") or "wine_s3",
         )

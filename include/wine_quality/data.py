@@ -55,12 +55,11 @@ def _split_s3(uri: str) -> tuple[str, str]:
 def _s3(client: Any | None) -> Any:
     if client is not None:
         return client
-    # Endpoint (MinIO, moto) and credentials come from the standard AWS environment variables.
-    import os
-
     import boto3
 
-    return boto3.client("s3", endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None)
+    # Outside Airflow (scripts, tests) boto3 reads keys and the endpoint (AWS_ENDPOINT_URL_S3,
+    # for MinIO or moto) from its usual environment variables and config files.
+    return boto3.client("s3")
 
 
 def read_bytes(uri: str, *, timeout: float = 30.0, s3_client: Any | None = None) -> bytes:

@@ -19,11 +19,18 @@ from wine_quality.config import Settings
 log = logging.getLogger(__name__)
 
 
-def ingest_data(*, data_uri: str | None, settings: Settings, snapshot_key: str) -> dict[str, Any]:
-    """Snapshot the configured source for this run and return its identity (sha256, rows)."""
+def ingest_data(
+    *, data_uri: str | None, settings: Settings, snapshot_key: str, s3_client: Any | None = None
+) -> dict[str, Any]:
+    """Snapshot the configured source for this run and return its identity (sha256, rows).
+
+    ``s3_client`` (from the orchestrator's S3 connection) is used for ``s3://`` URIs.
+    """
     from wine_quality.data import ingest
 
-    result = ingest(data_uri or settings.data_uri, settings.staging_uri, snapshot_key)
+    result = ingest(
+        data_uri or settings.data_uri, settings.staging_uri, snapshot_key, s3_client=s3_client
+    )
     log.info(
         "ingested %s rows (sha256 %s) from %s into %s%s",
         result.rows,
@@ -36,7 +43,12 @@ def ingest_data(*, data_uri: str | None, settings: Settings, snapshot_key: str) 
 
 
 def validate_data(
-    *, ingested: dict[str, Any], settings: Settings, airflow_run_id: str, min_rows: int
+    *,
+    ingested: dict[str, Any],
+    settings: Settings,
+    airflow_run_id: str,
+    min_rows: int,
+    s3_client: Any | None = None,
 ) -> dict[str, Any]:
     """Run the expectation suite on the snapshot; keep the full result in MLflow either way.
 
@@ -49,7 +61,7 @@ def validate_data(
     from wine_quality.tracking import client, ensure_experiment
     from wine_quality.validation import validate_frame
 
-    frame = load_snapshot(ingested["snapshot_uri"], ingested["sha256"])
+    frame = load_snapshot(ingested["snapshot_uri"], ingested["sha256"], s3_client=s3_client)
     report = validate_frame(frame, min_rows=min_rows)
     client(settings.tracking_uri)
     experiment_id = ensure_experiment(settings.tracking_uri, config.EXPERIMENT_NAME)
@@ -95,12 +107,13 @@ def train_candidate(
     l1_ratios: list[float],
     dag_id: str,
     airflow_run_id: str,
+    s3_client: Any | None = None,
 ) -> dict[str, Any]:
     """Train, log and register the candidate (idempotent per Airflow run)."""
     from wine_quality.data import load_snapshot
     from wine_quality.training import TrainingConfig, train_and_register
 
-    frame = load_snapshot(ingested["snapshot_uri"], ingested["sha256"])
+    frame = load_snapshot(ingested["snapshot_uri"], ingested["sha256"], s3_client=s3_client)
     candidate = train_and_register(
         tracking_uri=settings.tracking_uri,
         experiment_name=config.EXPERIMENT_NAME,
