@@ -8,8 +8,11 @@ it replaces. The deprecated ``Production`` stage follows the alias so the runboo
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from wine_quality.config import LEGACY_STAGE, MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS
@@ -19,6 +22,58 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
+
+# A registered model used as a mutex: creating a name that exists fails atomically in the
+# registry's database, which is the only compare-and-set MLflow offers. Aliases have none.
+LOCK_NAME = f"{MODEL_NAME}.promotion-lock"
+LOCK_TTL_SECONDS = 300.0
+LOCK_WAIT_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def registry_lock(
+    mlflow_client: MlflowClient,
+    owner: str,
+    *,
+    wait_seconds: float = LOCK_WAIT_SECONDS,
+    ttl_seconds: float = LOCK_TTL_SECONDS,
+) -> Iterator[None]:
+    """Hold the promotion lock while moving aliases, so two runs never interleave.
+
+    A lock older than ``ttl_seconds`` belongs to a crashed holder and is broken.
+
+    Raises:
+        TimeoutError: The lock stayed held for ``wait_seconds`` (transient: retried).
+    """
+    from mlflow.exceptions import MlflowException
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            mlflow_client.create_registered_model(
+                LOCK_NAME,
+                tags={"owner": owner},
+                description="Held while wine_retraining moves the production alias.",
+            )
+            break
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        with contextlib.suppress(MlflowException):
+            held = mlflow_client.get_registered_model(LOCK_NAME)
+            age = time.time() - held.creation_timestamp / 1000
+            if age > ttl_seconds:
+                log.warning("breaking a stale promotion lock held by %s", held.tags.get("owner"))
+                mlflow_client.delete_registered_model(LOCK_NAME)
+                continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"promotion lock {LOCK_NAME} still held after {wait_seconds:g} s")
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            mlflow_client.delete_registered_model(LOCK_NAME)
 
 
 def alias_version(mlflow_client: MlflowClient, alias: str) -> str | None:
@@ -72,21 +127,22 @@ def promote(
     from wine_quality.tracking import client
 
     mlflow_client = client(tracking_uri)
-    current = alias_version(mlflow_client, PRODUCTION_ALIAS)
-    if current == version:
-        # A retry after a successful promotion: make sure the stage caught up, change nothing.
+    with registry_lock(mlflow_client, owner=airflow_run_id):
+        current = alias_version(mlflow_client, PRODUCTION_ALIAS)
+        if current == version:
+            # A retry after a successful promotion: make sure the stage caught up, change nothing.
+            _sync_stage(mlflow_client, version)
+            previous = alias_version(mlflow_client, PREVIOUS_ALIAS)
+            return {"version": version, "previous_version": previous, "already_promoted": True}
+        if current != expected_production:
+            raise PromotionConflictError(
+                f"production is version {current} but this run compared against version"
+                f" {expected_production}: another run promoted in between; not overwriting it"
+            )
+        if current is not None:
+            mlflow_client.set_registered_model_alias(MODEL_NAME, PREVIOUS_ALIAS, current)
+        mlflow_client.set_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS, version)
         _sync_stage(mlflow_client, version)
-        previous = alias_version(mlflow_client, PREVIOUS_ALIAS)
-        return {"version": version, "previous_version": previous, "already_promoted": True}
-    if current != expected_production:
-        raise PromotionConflictError(
-            f"production is version {current} but this run compared against version"
-            f" {expected_production}: another run promoted in between; not overwriting it"
-        )
-    if current is not None:
-        mlflow_client.set_registered_model_alias(MODEL_NAME, PREVIOUS_ALIAS, current)
-    mlflow_client.set_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS, version)
-    _sync_stage(mlflow_client, version)
     mlflow_client.set_model_version_tag(MODEL_NAME, version, "promoted_by_run", airflow_run_id)
     if forced:
         mlflow_client.set_model_version_tag(MODEL_NAME, version, "forced_promotion", "true")
@@ -109,19 +165,20 @@ def rollback(*, tracking_uri: str, failed_version: str, reason: str) -> dict[str
     mlflow_client.set_model_version_tag(
         MODEL_NAME, failed_version, "rollback_reason", reason[:4900]
     )
-    current = alias_version(mlflow_client, PRODUCTION_ALIAS)
-    if current != failed_version:
-        log.info("production is %s, not %s: nothing to roll back", current, failed_version)
-        return {"rolled_back": False, "production": current}
-    previous = alias_version(mlflow_client, PREVIOUS_ALIAS)
-    if previous is None or previous == failed_version:
-        mlflow_client.delete_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            mlflow_client.transition_model_version_stage(MODEL_NAME, failed_version, "Archived")
-        log.warning("rolled back version %s; no previous version to restore", failed_version)
-        return {"rolled_back": True, "production": None}
-    mlflow_client.set_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS, previous)
-    _sync_stage(mlflow_client, previous)
-    log.warning("rolled back production from version %s to %s", failed_version, previous)
-    return {"rolled_back": True, "production": previous}
+    with registry_lock(mlflow_client, owner=f"rollback of {failed_version}"):
+        current = alias_version(mlflow_client, PRODUCTION_ALIAS)
+        if current != failed_version:
+            log.info("production is %s, not %s: nothing to roll back", current, failed_version)
+            return {"rolled_back": False, "production": current}
+        previous = alias_version(mlflow_client, PREVIOUS_ALIAS)
+        if previous is None or previous == failed_version:
+            mlflow_client.delete_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                mlflow_client.transition_model_version_stage(MODEL_NAME, failed_version, "Archived")
+            log.warning("rolled back version %s; no previous version to restore", failed_version)
+            return {"rolled_back": True, "production": None}
+        mlflow_client.set_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS, previous)
+        _sync_stage(mlflow_client, previous)
+        log.warning("rolled back production from version %s to %s", failed_version, previous)
+        return {"rolled_back": True, "production": previous}
