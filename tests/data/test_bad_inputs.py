@@ -100,7 +100,7 @@ def test_http_404_is_a_clear_refusal(http_source):
 def test_http_timeout_is_transient_not_a_gate_failure(http_source):
     # A timeout may pass on a retry, so it must not be a PipelineGateError (which fails at once).
     started = time.monotonic()
-    with pytest.raises(ConnectionError, match="did not answer within 0.5 s") as raised:
+    with pytest.raises(ConnectionError, match=r"did not answer within 0\.5 s") as raised:
         read_bytes(f"{http_source}/slow.csv", timeout=0.5)
     assert not isinstance(raised.value, PipelineGateError)
     assert time.monotonic() - started < 2.5
