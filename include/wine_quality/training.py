@@ -262,6 +262,18 @@ def train_and_register(
         version = _register(run.data.tags["model_uri"], tags)
         return _candidate_from_version(mlflow_client, version, reused=True)
 
+    # An attempt that died mid-logging (server or storage gone) leaves a RUNNING run behind:
+    # close it as FAILED so the run list shows one finished training per DAG run.
+    for abandoned in mlflow_client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.airflow_run_id = '{airflow_run_id}' and tags.stage = 'train'"
+            " and attributes.status = 'RUNNING'"
+        ),
+    ):
+        log.warning("closing run %s abandoned by an earlier attempt", abandoned.info.run_id)
+        mlflow_client.set_terminated(abandoned.info.run_id, status="FAILED")
+
     train, holdout = split_holdout(frame, cfg.holdout_fraction, cfg.seed)
     digest = holdout_digest(holdout)
     pipeline, table = fit(train, cfg)
