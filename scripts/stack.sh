@@ -107,7 +107,9 @@ status() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  # One service at a time (fault tests, maintenance); `up` restarts whatever is stopped.
+  stop) case "${2:-}" in mlflow|model-server) stop "$2" ;; *) echo "stop mlflow|model-server" >&2; exit 2 ;; esac ;;
   status) status ;;
   token) token ;;
-  *) echo "usage: $0 up|down|status|token" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|token|stop NAME" >&2; exit 2 ;;
 esac

@@ -84,10 +84,12 @@ def test_concurrent_promotions_exactly_one_wins(stack, registered):
 
 def test_a_held_lock_makes_others_wait_and_then_time_out(stack):
     mlflow_client = client(stack.tracking_uri)
-    with registry_lock(mlflow_client, "holder"):
-        with pytest.raises(TimeoutError, match="still held"):
-            with registry_lock(mlflow_client, "waiter", wait_seconds=1.0):
-                pass
+    with (
+        registry_lock(mlflow_client, "holder"),
+        pytest.raises(TimeoutError, match="still held"),
+        registry_lock(mlflow_client, "waiter", wait_seconds=1.0),
+    ):
+        pass
     with registry_lock(mlflow_client, "after"):
         pass
 
