@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{PRODUCTION_ALIAS}"
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_RETRY_SECONDS = 5.0
+DEFAULT_MAX_ROWS = 10_000
 # The paths MLflow's scoring app answers; every other path is the server's own.
 SCORING_PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})
 # MLflow echoes the whole input into some error messages: cut them to this many characters.
@@ -97,6 +98,7 @@ class ServerSettings:
             (``WINE_MODEL_SERVER_POLL_SECONDS``).
         retry_seconds: While nothing is served, try to load this often
             (``WINE_MODEL_SERVER_RETRY_SECONDS``).
+        max_rows: Most rows one JSON request may score (``WINE_MODEL_SERVER_MAX_ROWS``).
     """
 
     tracking_uri: str = TRACKING_URI_DEFAULT
@@ -105,6 +107,7 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     poll_seconds: float = 0.0
     retry_seconds: float = DEFAULT_RETRY_SECONDS
+    max_rows: int = DEFAULT_MAX_ROWS
 
     def __post_init__(self) -> None:
         parse_model_uri(self.model_uri)
@@ -114,6 +117,8 @@ class ServerSettings:
             raise ValueError("WINE_MODEL_SERVER_POLL_SECONDS must be 0 (off) or positive")
         if self.retry_seconds <= 0:
             raise ValueError("WINE_MODEL_SERVER_RETRY_SECONDS must be positive")
+        if self.max_rows <= 0:
+            raise ValueError("WINE_MODEL_SERVER_MAX_ROWS must be positive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -135,6 +140,7 @@ class ServerSettings:
             retry_seconds=_env_number(
                 env, "WINE_MODEL_SERVER_RETRY_SECONDS", DEFAULT_RETRY_SECONDS, float
             ),
+            max_rows=_env_number(env, "WINE_MODEL_SERVER_MAX_ROWS", DEFAULT_MAX_ROWS, int),
         )
 
 
@@ -425,7 +431,11 @@ def _clean_error(status: int, body: bytes, version: str) -> tuple[int, bytes] | 
         if status >= 500 and status != 504:  # 504: MLflow's request timeout, a plain sentence.
             logger.error("version %s answered %s: %s", version, status, _short(body))
             return 500, _error_body("INTERNAL_ERROR", "internal error while scoring")
-        return None
+        if isinstance(document, dict):
+            return None
+        # A plain-text refusal (415 for an unsupported content type): same JSON shape as others.
+        code = "UNSUPPORTED_MEDIA_TYPE" if status == 415 else "BAD_REQUEST"
+        return status, _error_body(code, _short(body.decode("utf-8", errors="replace")))
     trace = document.get("stack_trace")
     message = _short(document.get("message", ""))
     if status >= 500:
@@ -438,6 +448,51 @@ def _clean_error(status: int, body: bytes, version: str) -> tuple[int, bytes] | 
 
 def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"error_code": code, "message": message}).encode()
+
+
+ROW_KEYS = ("dataframe_records", "instances", "inputs")
+
+
+def _rows_in(payload: Any) -> int:
+    """How many rows a scoring payload asks for (0 when its shape is not a known one)."""
+    if not isinstance(payload, dict):
+        return 0
+    split = payload.get("dataframe_split")
+    if isinstance(split, dict) and isinstance(split.get("data"), list):
+        return len(split["data"])
+    for key in ROW_KEYS:
+        value = payload.get(key)
+        if isinstance(value, list):
+            return len(value)
+        if isinstance(value, dict):  # column -> values
+            return max((len(v) for v in value.values() if isinstance(v, list)), default=0)
+    return 0
+
+
+def _check_json(headers: Headers, body: bytes, max_rows: int) -> Response | None:
+    """Refuse JSON bodies that are empty, not JSON, nested past the parser's limit or too long.
+
+    MLflow parses and scores what passes; this only guards its parser and the worker. Deep
+    nesting raises RecursionError in the parser, which MLflow would turn into a 500.
+    """
+    if not headers.get("content-type", "").split(";")[0].strip().lower().endswith("json"):
+        return None
+    if not body.strip():
+        return _error(400, "BAD_REQUEST", "empty request body: send a JSON scoring payload")
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        return _error(400, "BAD_REQUEST", "request JSON is nested too deeply")
+    except ValueError:
+        return _error(400, "BAD_REQUEST", "request body is not valid JSON (UTF-8)")
+    rows = _rows_in(payload)
+    if rows > max_rows:
+        return _error(
+            413,
+            "REQUEST_TOO_LARGE",
+            f"{rows} rows in one request; at most {max_rows} (split it into batches)",
+        )
+    return None
 
 
 class ModelServer:
@@ -479,6 +534,10 @@ class ModelServer:
                 return
             except _BodyTooLarge:
                 await self._too_large()(scope, receive, send)
+                return
+            refusal = _check_json(Headers(scope=scope), body, self.settings.max_rows)
+            if refusal is not None:
+                await refusal(scope, receive, send)
                 return
             receive = _replay(body, receive)
         await self._forward(served, scope, receive, send)

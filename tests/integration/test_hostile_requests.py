@@ -1,0 +1,111 @@
+"""Hostile and malformed requests against the deployed model server, serving the real wrapper.
+
+Each must get a 4xx with a short JSON message (never a 5xx, never a stack trace), and the server
+must keep serving the runbook's payload afterwards. Stock `mlflow models serve` fails several of
+these (500 on a missing Content-Type, a traceback for nulls): ours must not.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from wine_quality.config import FEATURES, RUNBOOK_PAYLOAD, Settings
+from wine_quality.pipeline import deploy_production, ingest_data, promote_candidate, train_candidate
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROW = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]
+MAX_ERROR_BYTES = 2048
+
+
+def split(rows: list[list]) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": rows}}).encode()
+
+
+JSON = {"Content-Type": "application/json"}
+HOSTILE = {
+    "no-content-type": ({}, split([ROW]), 415),
+    "wrong-content-type": ({"Content-Type": "text/plain"}, split([ROW]), 415),
+    "xml-content-type": ({"Content-Type": "application/xml"}, b"<wine/>", 415),
+    "invalid-json": (JSON, b'{"dataframe_split": {"columns": [', 400),
+    "not-utf8": (JSON, b'{"dataframe_split": "\xff\xfe"}', 400),
+    "null-values": (JSON, split([[None] * len(FEATURES)]), 400),
+    "one-null": (JSON, split([[*ROW[:-1], None]]), 400),
+    "string-in-numeric": (JSON, split([[*ROW[:-1], "strong"]]), 400),
+    "missing-columns": (
+        JSON,
+        json.dumps({"dataframe_split": {"columns": FEATURES[:-1], "data": [ROW[:-1]]}}).encode(),
+        400,
+    ),
+    "wrong-row-length": (JSON, split([ROW[:5]]), 400),
+    "empty-body": (JSON, b"", 400),
+    "whitespace-body": (JSON, b"   \n", 400),
+    "json-null": (JSON, b"null", 400),
+    "json-array": (JSON, b"[1, 2, 3]", 400),
+    "unknown-key": (JSON, b'{"rows": [[1, 2]]}', 400),
+    "huge-body": (JSON, b'{"dataframe_split": {"data": [' + b"1," * 3_000_000 + b"1]}}", 413),
+    "too-many-rows": (JSON, split([ROW] * 10_001), 413),
+    "deeply-nested": (JSON, b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),
+    "infinity": (JSON, split([[*ROW[:-1], 1e309]]).replace(b"Infinity", b"1e999"), 400),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(stack, wine_csv):
+    """Production v1 trained by the pipeline's own task functions and deployed to the server."""
+    settings = Settings.from_env(
+        {
+            "MLFLOW_TRACKING_URI": stack.tracking_uri,
+            "WINE_MODEL_SERVER_URL": stack.server_url,
+            "WINE_MODEL_SERVER_TOKEN": stack.script("stack.sh", "token").stdout.strip(),
+            "WINE_STAGING_URI": str(stack.state / "staging"),
+        }
+    )
+    ingested = ingest_data(data_uri=str(wine_csv), settings=settings, snapshot_key="hostile")
+    candidate = train_candidate(
+        ingested=ingested, settings=settings, alphas=[0.1], l1_ratios=[0.5],
+        dag_id="wine_retraining", airflow_run_id="hostile-requests",
+    )  # fmt: skip
+    decision = {"candidate_version": candidate["version"], "production_version": None}
+    promotion = promote_candidate(decision=decision, settings=settings, airflow_run_id="hostile")
+    deploy_production(promotion=promotion, settings=settings)
+    return candidate["version"]
+
+
+def assert_still_serving(stack, version: str) -> None:
+    response = requests.post(f"{stack.server_url}/invocations", json=RUNBOOK_PAYLOAD, timeout=10)
+    assert response.status_code == 200
+    assert len(response.json()["predictions"]) == 1
+    assert response.headers["X-Model-Version"] == version
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_hostile_request_gets_a_short_4xx(stack, served, kind):
+    headers, body, status = HOSTILE[kind]
+    response = requests.post(
+        f"{stack.server_url}/invocations", data=body, headers=headers, timeout=60
+    )
+    assert response.status_code == status, response.text[:500]
+    assert len(response.content) <= MAX_ERROR_BYTES
+    assert "Traceback" not in response.text
+    assert 'File "' not in response.text
+    assert response.json()["message"]
+    assert_still_serving(stack, served)
+
+
+def test_thousands_of_valid_rows_are_scored(stack, served):
+    response = requests.post(
+        f"{stack.server_url}/invocations", data=split([ROW] * 5000), headers=JSON, timeout=60
+    )
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 5000
+    assert len(set(predictions)) == 1
+
+
+def test_reload_without_token_changes_nothing(stack, served):
+    response = requests.post(f"{stack.server_url}/admin/reload", timeout=10)
+    assert response.status_code == 401
+    assert stack.served()["version"] == served
