@@ -54,7 +54,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m bench
+	PYTHONPATH=include $(VENV)/bin/python -m bench
 
 # Re-resolve the lock from the direct pins in a throwaway venv.
 lock:

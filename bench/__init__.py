@@ -1,0 +1,1 @@
+"""Benchmarks: run against a live stack (make up), write their figures to bench/results/."""

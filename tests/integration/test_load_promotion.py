@@ -1,0 +1,93 @@
+"""Load across a promotion: the endpoint stays busy while a new version is promoted and loaded.
+
+Concurrency 8 for WINE_LOAD_SECONDS (default 60) on loopback; half way through, version 2 is
+promoted and deployed. No request may fail, and every response must be wholly one version: the
+prediction must be that version's prediction for the payload named by its X-Model-Version.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from bench.load import run_load
+from wine_quality.config import RUNBOOK_PAYLOAD, Settings
+from wine_quality.pipeline import deploy_production, ingest_data, promote_candidate, train_candidate
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SECONDS = float(os.environ.get("WINE_LOAD_SECONDS", "60"))
+
+
+@pytest.fixture(scope="module")
+def settings(stack):
+    return Settings.from_env(
+        {
+            "MLFLOW_TRACKING_URI": stack.tracking_uri,
+            "WINE_MODEL_SERVER_URL": stack.server_url,
+            "WINE_MODEL_SERVER_TOKEN": stack.script("stack.sh", "token").stdout.strip(),
+            "WINE_STAGING_URI": str(stack.state / "staging"),
+        }
+    )
+
+
+def offline_prediction(tracking_uri: str, version: str) -> float:
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/ElasticNetWineModel/{version}")
+    split = RUNBOOK_PAYLOAD["dataframe_split"]
+    return float(model.predict(pd.DataFrame(split["data"], columns=split["columns"]))[0])
+
+
+def test_no_request_fails_and_none_is_mixed_across_a_promotion(stack, settings, wine_csv):
+    ingested = ingest_data(data_uri=str(wine_csv), settings=settings, snapshot_key="load")
+    versions = [
+        train_candidate(
+            ingested=ingested, settings=settings, alphas=[alpha], l1_ratios=[0.5],
+            dag_id="wine_retraining", airflow_run_id=f"load-{alpha}",
+        )["version"]
+        for alpha in (0.01, 0.5)  # different models, so their predictions tell them apart
+    ]  # fmt: skip
+    old, new = versions
+    promote_candidate(
+        decision={"candidate_version": old, "production_version": None},
+        settings=settings, airflow_run_id="load-old",
+    )  # fmt: skip
+    deploy_production(promotion={"version": old}, settings=settings)
+    expected = {v: offline_prediction(stack.tracking_uri, v) for v in versions}
+    assert abs(expected[old] - expected[new]) > 1e-3
+
+    switched_at: list[float] = []
+
+    def promote_half_way() -> None:
+        time.sleep(SECONDS / 2)
+        promotion = promote_candidate(
+            decision={"candidate_version": new, "production_version": old},
+            settings=settings, airflow_run_id="load-new",
+        )  # fmt: skip
+        deploy_production(promotion=promotion, settings=settings)
+        switched_at.append(time.monotonic())
+
+    promoter = threading.Thread(target=promote_half_way)
+    promoter.start()
+    result = run_load(
+        f"{stack.server_url}/invocations", RUNBOOK_PAYLOAD,
+        seconds=SECONDS, concurrency=8, max_requests=500_000,
+    )  # fmt: skip
+    promoter.join(timeout=120)
+    summary = result.summary()
+    print("load across promotion:", summary)
+
+    assert switched_at, "the promotion did not complete during the load"
+    assert summary["failed"] == 0, result.failed[:5]
+    assert summary["requests"] > 100
+    assert set(summary["versions"]) == {old, new}
+    for sample in result.samples:
+        assert abs(sample.prediction - expected[sample.version]) <= 1e-9, sample
+    # Once the new version answered, no request that started later got the old one.
+    first_new = min(s.started for s in result.samples if s.version == new)
+    assert all(s.version == new for s in result.samples if s.started > first_new + 1.0)
