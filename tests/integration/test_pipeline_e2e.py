@@ -119,3 +119,27 @@ def test_failed_canary_rolls_back(stack, first_run, wine_csv):
     assert tags["forced_promotion"] == "true"
     assert "rollback_reason" in tags
     assert stack.client().get_model_version_by_alias(MODEL_NAME, PREVIOUS_ALIAS).version == "1"
+
+
+def test_reload_token_never_appears_in_task_logs(stack, first_run):
+    token = stack.script("stack.sh", "token").stdout.strip()
+    assert len(token) >= 32
+    logs = "".join(p.read_text() for p in (stack.state / "logs").glob("dags-test-*.log"))
+    assert "wine_retraining" in logs  # the logs were captured
+    assert token not in logs
+    assert token not in first_run[2]
+
+
+def test_local_services_listen_on_loopback_only(stack, first_run):
+    import psutil
+
+    listening = []
+    for pid in stack.pids().values():
+        process = psutil.Process(pid)
+        for member in [process, *process.children(recursive=True)]:
+            listening += [
+                c.laddr.ip for c in member.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ]  # fmt: skip
+    assert listening, "found no listening sockets: the check would prove nothing"
+    assert set(listening) == {"127.0.0.1"}
