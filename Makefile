@@ -8,7 +8,7 @@ export ROOT := $(CURDIR)
 # Optional local settings live in .env (see .env.example); scripts/dotenv.sh loads them so that
 # the environment wins over the file.
 
-.PHONY: help venv up down status run test test-unit test-integration lint format bench lock clean
+.PHONY: help venv up down status run test test-unit test-integration lint format bench lock clean reliability
 
 help:
 	@echo "make run    - venv + local stack (MLflow :5000, model server :1234) + one DAG run"
@@ -52,6 +52,14 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Run the reliability suites and regenerate docs/reliability.md from what they recorded.
+RELIABILITY_TESTS := tests/data/test_bad_inputs.py tests/integration/test_hostile_requests.py \
+	tests/integration/test_registry_races.py tests/integration/test_load_promotion.py \
+	tests/integration/test_faults.py
+reliability: $(STAMP)
+	WINE_RELIABILITY_OUT=.local/reliability.json $(VENV)/bin/python -m pytest $(RELIABILITY_TESTS)
+	$(VENV)/bin/python scripts/reliability_report.py .local/reliability.json docs/reliability.md
 
 bench: $(STAMP)
 	PYTHONPATH=include $(VENV)/bin/python -m bench

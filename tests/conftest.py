@@ -45,3 +45,15 @@ def wine_frame(wine_csv: Path):
     from wine_quality.data import parse_csv
 
     return parse_csv(wine_csv.read_bytes(), source=str(wine_csv))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write the reliability rows recorded in this session, if asked to (make reliability)."""
+    import json
+
+    from tests.reliability import ROWS
+
+    out = os.environ.get("WINE_RELIABILITY_OUT")
+    if out and ROWS:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps({"exitstatus": int(exitstatus), "rows": ROWS}, indent=2))

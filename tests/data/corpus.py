@@ -89,9 +89,7 @@ CORPUS: tuple[BrokenInput, ...] = (
     BrokenInput("quality-fractional", lambda raw: _set_cell(raw, 9, 11, b"5.5"), ("quality",)),
     BrokenInput("infinity", lambda raw: _set_cell(raw, 4, 3, b"inf"), ("residual sugar",)),
     BrokenInput("huge-1e308", lambda raw: _set_cell(raw, 4, 6, b"1e308"), ("total sulfur",)),
-    BrokenInput(
-        "too-few-rows", lambda raw: b"\n".join(_lines(raw)[:101]) + b"\n", ("100", "row")
-    ),
+    BrokenInput("too-few-rows", lambda raw: b"\n".join(_lines(raw)[:101]) + b"\n", ("100", "row")),
     BrokenInput(
         "truncated-last-line",
         lambda raw: raw.rstrip(b"\n").rsplit(b";", 4)[0],

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.data.corpus import CORPUS, EQUIVALENT, BrokenInput
+from tests.reliability import record
 from wine_quality.data import ingest, load_snapshot, read_bytes
 from wine_quality.errors import DataSourceError, DataValidationError, PipelineGateError
 from wine_quality.validation import validate_frame
@@ -31,9 +32,17 @@ def test_broken_input_is_refused_with_a_reason(case: BrokenInput, wine_csv, tmp_
     message = str(raised.value)
     for words in case.expect:
         assert words in message, f"{case.kind}: {words!r} not in {message!r}"
+    stage = "ingest"
     if isinstance(raised.value, DataSourceError):
         # An unreadable source is refused before a snapshot of it is kept.
         assert not list((tmp_path / "staging").rglob("*.csv"))
+    else:
+        stage = "validation"
+    record(
+        "bad data", case.kind, f"source: {case.kind.replace('-', ' ')}",
+        f"refused at {stage}: {message[:140]}",
+        f"error names {', '.join(map(repr, case.expect))}; no snapshot kept if unreadable",
+    )  # fmt: skip
 
 
 def test_corpus_covers_at_least_fifteen_kinds():
@@ -49,6 +58,10 @@ def test_re_encoded_file_is_read_exactly_like_the_original(kind, wine_csv, wine_
     assert list(frame.columns) == list(wine_frame.columns)
     assert frame.equals(wine_frame)
     assert validate_frame(frame).success
+    record(
+        "bad data", kind, f"source re-encoded: {kind}", "read exactly like the original",
+        "same columns (no BOM in a name) and identical values; suite passes",
+    )  # fmt: skip
 
 
 def test_missing_source_is_refused(tmp_path):

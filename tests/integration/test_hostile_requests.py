@@ -12,6 +12,7 @@ import json
 import pytest
 import requests
 
+from tests.reliability import record
 from wine_quality.config import FEATURES, RUNBOOK_PAYLOAD, Settings
 from wine_quality.pipeline import deploy_production, ingest_data, promote_candidate, train_candidate
 
@@ -93,6 +94,11 @@ def test_hostile_request_gets_a_short_4xx(stack, served, kind):
     assert 'File "' not in response.text
     assert response.json()["message"]
     assert_still_serving(stack, served)
+    record(
+        "hostile requests", kind, f"POST /invocations: {kind.replace('-', ' ')}",
+        f"HTTP {response.status_code}: {response.json()['message'][:100]}",
+        "short JSON error, no stack trace; runbook payload still served",
+    )  # fmt: skip
 
 
 def test_thousands_of_valid_rows_are_scored(stack, served):
@@ -103,6 +109,10 @@ def test_thousands_of_valid_rows_are_scored(stack, served):
     predictions = response.json()["predictions"]
     assert len(predictions) == 5000
     assert len(set(predictions)) == 1
+    record(
+        "hostile requests", "thousands-of-rows", "5,000 valid rows in one request",
+        "HTTP 200 with 5,000 predictions", "one identical prediction per identical row",
+    )  # fmt: skip
 
 
 def test_reload_without_token_changes_nothing(stack, served):

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from bench.load import run_load
+from tests.reliability import record
 from wine_quality.config import RUNBOOK_PAYLOAD, Settings
 from wine_quality.pipeline import deploy_production, ingest_data, promote_candidate, train_candidate
 
@@ -91,3 +92,11 @@ def test_no_request_fails_and_none_is_mixed_across_a_promotion(stack, settings, 
     # Once the new version answered, no request that started later got the old one.
     first_new = min(s.started for s in result.samples if s.version == new)
     assert all(s.version == new for s in result.samples if s.started > first_new + 1.0)
+    record(
+        "load", "load-across-promotion",
+        f"{SECONDS:g} s at concurrency 8 while version {new} is promoted and loaded",
+        f"{summary['requests']} requests, {summary['failed']} failed;"
+        f" p95 {summary['latency_ms']['p95']} ms",
+        "every prediction equals the offline prediction of the version its header names",
+        requests=summary["requests"], failed=summary["failed"], versions=summary["versions"],
+    )  # fmt: skip

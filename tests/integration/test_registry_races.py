@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from tests.reliability import record
 from wine_quality import config
 from wine_quality.errors import PromotionConflictError
 from wine_quality.registry import LOCK_NAME, alias_version, promote, registry_lock
@@ -80,6 +81,12 @@ def test_concurrent_promotions_exactly_one_wins(stack, registered):
         production = now
     # The lock is released, not left for the next run to wait on.
     assert not [m for m in mlflow_client.search_registered_models() if m.name == LOCK_NAME]
+    record(
+        "races", "concurrent-promotions", "two runs promote at the same instant (3 rounds)",
+        "one promotes; the other refuses: production moved since its comparison",
+        "production names the winner, previous_production the version before; lock released",
+        rounds=3,
+    )  # fmt: skip
 
 
 def test_a_held_lock_makes_others_wait_and_then_time_out(stack):
