@@ -11,10 +11,12 @@ mkdir -p "$LOGS"
 WINE_MODEL_SERVER_TOKEN=${WINE_MODEL_SERVER_TOKEN:-$(scripts/stack.sh token)}
 export WINE_MODEL_SERVER_TOKEN
 
-if [ ! -f "$AIRFLOW_HOME/.migrated" ]; then
+# Migrate once per metadata database (the stamp is keyed by the connection string).
+stamp_file="$AIRFLOW_HOME/.migrated-$(printf '%s' "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" | sha256sum | cut -c1-12)"
+if [ ! -f "$stamp_file" ]; then
   airflow db migrate > "$LOGS/airflow-db-migrate.log" 2>&1 || {
     echo "airflow db migrate failed; see $LOGS/airflow-db-migrate.log" >&2; exit 1; }
-  touch "$AIRFLOW_HOME/.migrated"
+  touch "$stamp_file"
 fi
 
 # Tasks reach MLflow's artifact store through the tracking server only: they never hold its

@@ -50,13 +50,14 @@ def test_no_credential_patterns_in_tracked_files():
     assert found == []
 
 
+# Assembled at run time so this file itself holds no secret-shaped text for the scan to find.
 @pytest.mark.parametrize(
     "sample",
     [
-        'password = "hunter2hunter2"',
-        "aws_key = AKIAABCDEFGHIJKLMNOP",
-        "postgresql://admin:s3cr3tpass@db:5432/x",
-        "-----BEGIN RSA PRIVATE KEY-----",
+        "pass" + 'word = "hunter2hunter2"',
+        "aws_key = AKIA" + "ABCDEFGHIJKLMNOP",
+        "postgresql://admin:" + "s3cr3tpass@db:5432/x",
+        "-----BEGIN RSA " + "PRIVATE KEY-----",
     ],
 )
 def test_the_scanner_would_catch_a_secret(sample):
