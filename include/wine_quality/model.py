@@ -2,8 +2,9 @@
 
 The wrapper exists so the model's contract is ours, not sklearn's: it takes the runbook's JSON
 payload (ints such as ``29`` included), numpy arrays in the documented column order and lists or
-dicts of records, and returns one float per row. The pipeline is stored with skops (no pickle) and
-loaded once, in ``load_context``.
+dicts of records, and returns one float per row. The fitted pipeline is stored with skops (loading
+it runs no pickled code) and loaded once, in ``load_context``; MLflow still cloudpickles the
+wrapper object itself, which holds no state.
 """
 
 from __future__ import annotations
