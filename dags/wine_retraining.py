@@ -77,6 +77,8 @@ def _s3_client(conn_id: str, *uris: str | None):
         "retry_delay": timedelta(seconds=20),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
+        # A hung call (a tracking server that accepts but never answers) must end the attempt.
+        "execution_timeout": timedelta(minutes=30),
     },
     params={
         "data_uri": Param(

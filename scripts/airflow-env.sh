@@ -16,3 +16,7 @@ export WINE_STAGING_URI=${WINE_STAGING_URI:-$STATE/staging}
 mkdir -p "$AIRFLOW_HOME"
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 export GX_ANALYTICS_ENABLED=false
+# MLflow's client retries 7 times with exponential back-off by default (minutes of sleeping in
+# one attempt); keep a task's own retries short and let Airflow's retries do the waiting.
+export MLFLOW_HTTP_REQUEST_MAX_RETRIES=${MLFLOW_HTTP_REQUEST_MAX_RETRIES:-3}
+export MLFLOW_HTTP_REQUEST_TIMEOUT=${MLFLOW_HTTP_REQUEST_TIMEOUT:-60}
