@@ -375,8 +375,12 @@ class S3Server:
         self.process.stop()
 
 
-def start_s3(log_dir: Path, buckets: tuple[str, ...] = S3_BUCKETS) -> S3Server:
-    """Start ``moto_server`` on a free port and create ``buckets``.
+def start_s3(
+    log_dir: Path, buckets: tuple[str, ...] = S3_BUCKETS, port: int | None = None
+) -> S3Server:
+    """Start ``moto_server`` on ``port`` (default: a free one) and create ``buckets``.
+
+    moto keeps everything in memory: a server started again on the same port is empty.
 
     Raises:
         RuntimeError: In CI, when moto's server is not installed (elsewhere: pytest.skip).
@@ -384,7 +388,7 @@ def start_s3(log_dir: Path, buckets: tuple[str, ...] = S3_BUCKETS) -> S3Server:
     binary = VENV_BIN / "moto_server"
     if not os.access(binary, os.X_OK):
         _missing(f"{binary} not found: install moto[server]")
-    port = free_port()
+    port = port or free_port()
     process = Process.start(
         "moto", [str(binary), "-H", "127.0.0.1", "-p", str(port)], log_dir / "moto.log",
         env=clean_env(),

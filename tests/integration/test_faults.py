@@ -14,14 +14,10 @@ Each passing case records a row (``tests/reliability.py``): the source of docs/r
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import math
 import os
 import re
-import select
-import socket
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,15 +29,9 @@ import pytest
 import requests
 
 from tests import reliability
+from tests.integration._server_helpers import CuttableProxy
 from tests.integration.services import (
-    S3_BUCKETS,
-    VENV_BIN,
-    Process,
-    S3Server,
-    clean_env,
-    free_port,
     start_s3,
-    wait_http,
 )
 from tests.integration.stack import Stack, pid_alive, stack_env
 from wine_quality import config
@@ -95,100 +85,6 @@ def _restore_mlflow_uris() -> Iterator[None]:
 
 
 # --- a TCP forwarder that can be cut -----------------------------------------------------------
-
-
-class CuttableProxy:
-    """A TCP forwarder in front of a real server that can be cut like a pulled cable.
-
-    Cutting closes the listening socket (new connections are refused) and every open
-    connection (requests in flight fail, pooled keep-alive connections die). ``cut_when``
-    cuts once, by itself, as soon as a client sends bytes it matches, before they are
-    forwarded, so the fault lands at a chosen point of the protocol whatever the machine's
-    speed.
-    """
-
-    def __init__(self, target_port: int, cut_when: Callable[[bytes], bool] | None = None) -> None:
-        self.port = free_port()
-        self.target_port = target_port
-        self.cut_when = cut_when
-        self.cut_at: str | None = None  # the request line that triggered the cut
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self._open: set[socket.socket] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def is_cut(self) -> bool:
-        return self._listener is None
-
-    def start(self) -> None:
-        """Listen (again) on the same port."""
-        listener = socket.create_server(("127.0.0.1", self.port))
-        with self._lock:
-            self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        with self._lock:
-            listener, self._listener = self._listener, None
-            doomed, self._open = self._open, set()
-        for sock in ([listener] if listener else []) + list(doomed):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked on it
-            sock.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                ready, _, _ = select.select([listener], [], [], 0.2)
-                if not ready:
-                    if self._listener is not listener:
-                        return
-                    continue
-                downstream, _ = listener.accept()
-            except (OSError, ValueError):  # closed by cut()
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
-            except OSError:
-                downstream.close()
-                continue
-            with self._lock:
-                if self._listener is not listener:
-                    downstream.close()
-                    upstream.close()
-                    return
-                self._open.update((downstream, upstream))
-            threading.Thread(target=self._pipe, args=(downstream, upstream), daemon=True).start()
-
-    def _pipe(self, downstream: socket.socket, upstream: socket.socket) -> None:
-        peers = {downstream: upstream, upstream: downstream}
-        try:
-            while True:
-                readable, _, _ = select.select(list(peers), [], [], 60)
-                if not readable:
-                    return
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    if sock is downstream and self.cut_when and self.cut_when(data):
-                        # One shot: once restored, the path stays up.
-                        self.cut_when = None
-                        self.cut_at = data.split(b"\r\n", 1)[0].decode(errors="replace")
-                        self.cut()
-                        return
-                    peers[sock].sendall(data)
-        except (OSError, ValueError):
-            return
-        finally:
-            for sock in peers:
-                with self._lock:
-                    self._open.discard(sock)
-                sock.close()
 
 
 def model_artifact_upload(data: bytes) -> bool:
@@ -587,27 +483,6 @@ def test_failed_canary_rolls_back(stack, wine_csv):
 ARTIFACT_BUCKET, ARTIFACT_PREFIX = "mlflow", "mlartifacts"
 
 
-def restart_s3(server: S3Server, log_dir: Path) -> S3Server:
-    """moto again on the same port (the tracking server knows only that endpoint), buckets anew.
-
-    moto keeps everything in memory: the restarted server is empty.
-    """
-    process = Process.start(
-        "moto", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(server.port)],
-        log_dir / "moto.log", env=clean_env(),
-    )  # fmt: skip
-    restarted = S3Server(process=process, port=server.port)
-    try:
-        wait_http(f"{restarted.endpoint}/moto-api/", process, timeout=90)
-        s3 = restarted.client()
-        for bucket in S3_BUCKETS:
-            s3.create_bucket(Bucket=bucket)
-    except BaseException:
-        restarted.stop()
-        raise
-    return restarted
-
-
 @pytest.fixture(scope="module")
 def s3_stack(tmp_path_factory):
     """A second stack (scripts/stack.sh) whose MLflow server keeps artifacts in moto's S3.
@@ -666,7 +541,7 @@ def test_s3_unreachable_during_artifact_upload(s3_stack, settings, ingested, mon
     assert first[0].info.status in ("FAILED", "RUNNING"), first[0].info
     assert versions(stack) == []
 
-    holder["s3"] = restart_s3(holder["s3"], holder["log_dir"])
+    holder["s3"] = start_s3(holder["log_dir"], port=holder["s3"].port)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")
     retried = train(on_s3, ingested, airflow_run_id)

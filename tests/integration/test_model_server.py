@@ -26,7 +26,7 @@ import requests
 
 from tests.integration._server_helpers import (
     TOKEN,
-    Forwarder,
+    CuttableProxy,
     Service,
     free_port,
     register_versions,
@@ -179,7 +179,8 @@ def test_recovers_by_itself_when_the_tracking_server_comes_back(
 ):
     # No token, retry every 0.5 s, poll the alias; its tracking server is down at first.
     registry.point("1")
-    forwarder = Forwarder(free_port(), int(mlflow_server.url.rsplit(":", 1)[1]))
+    # Down at first: the proxy only starts listening when the tracking server 'comes back'.
+    forwarder = CuttableProxy(int(mlflow_server.url.rsplit(":", 1)[1]))
     auto = start_model_server(
         f"http://127.0.0.1:{forwarder.port}", workdir / "logs", "model-server-auto",
         WINE_MODEL_SERVER_RETRY_SECONDS="0.5", WINE_MODEL_SERVER_POLL_SECONDS="0.5",
@@ -212,7 +213,7 @@ def test_recovers_by_itself_when_the_tracking_server_comes_back(
         assert "Application shutdown complete" in auto.log_tail(10)
     finally:
         auto.stop()
-        forwarder.stop()
+        forwarder.cut()
         registry.point("1")
 
 

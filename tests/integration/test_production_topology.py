@@ -69,6 +69,7 @@ def postgres():
     # asyncpg (requirements.txt), or every airflow command fails at import.
     import asyncpg  # noqa: F401
     import psycopg2  # noqa: F401
+
     cluster = start_postgres()
     try:
         yield cluster
