@@ -54,12 +54,14 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 # Run the reliability suites and regenerate docs/reliability.md from what they recorded.
-RELIABILITY_TESTS := tests/data/test_bad_inputs.py tests/integration/test_hostile_requests.py \
+RELIABILITY_TESTS := tests/data/test_bad_inputs.py tests/integration/test_pipeline_e2e.py \
+	tests/integration/test_hostile_requests.py \
 	tests/integration/test_registry_races.py tests/integration/test_load_promotion.py \
 	tests/integration/test_faults.py
 reliability: $(STAMP)
 	WINE_RELIABILITY_OUT=.local/reliability.json $(VENV)/bin/python -m pytest $(RELIABILITY_TESTS)
-	$(VENV)/bin/python scripts/reliability_report.py .local/reliability.json docs/reliability.md
+	PYTHONPATH=include:. $(VENV)/bin/python scripts/reliability_report.py \
+		.local/reliability.json docs/reliability.md
 
 bench: $(STAMP)
 	PYTHONPATH=include $(VENV)/bin/python -m bench

@@ -109,3 +109,13 @@ EQUIVALENT: dict[str, Mutation] = {
     "bom-and-crlf": lambda raw: b"\xef\xbb\xbf" + raw.replace(b"\n", b"\r\n"),
     "no-final-newline": lambda raw: raw.rstrip(b"\n"),
 }
+
+# The representative set that also goes through the whole DAG (`airflow dags test`): one refusal
+# at ingest (the separator), and validation failures of schema, value range, type and size.
+DAG_LEVEL: tuple[str, ...] = (
+    "comma-separated",
+    "missing-column",
+    "ph-above-14",
+    "quality-fractional",
+    "too-few-rows",
+)

@@ -65,8 +65,14 @@ def test_re_encoded_file_is_read_exactly_like_the_original(kind, wine_csv, wine_
 
 
 def test_missing_source_is_refused(tmp_path):
-    with pytest.raises(DataSourceError, match="does not exist"):
+    with pytest.raises(DataSourceError, match="does not exist") as raised:
         ingest(str(tmp_path / "nowhere.csv"), str(tmp_path / "staging"), "k")
+    assert not (tmp_path / "staging").exists() or not list((tmp_path / "staging").rglob("*"))
+    record(
+        "bad data", "missing-source", "source: a path that does not exist",
+        f"refused at ingest: {str(raised.value)[:140]}",
+        "DataSourceError (fails at once, no retry); nothing staged",
+    )  # fmt: skip
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -116,4 +122,10 @@ def test_http_timeout_is_transient_not_a_gate_failure(http_source):
     with pytest.raises(ConnectionError, match=r"did not answer within 0\.5 s") as raised:
         read_bytes(f"{http_source}/slow.csv", timeout=0.5)
     assert not isinstance(raised.value, PipelineGateError)
-    assert time.monotonic() - started < 2.5
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.5
+    record(
+        "bad data", "url-timeout", "source: an http:// URL that never answers (server sleeps 3 s)",
+        f"gave up after {elapsed:.1f} s: {str(raised.value)[:120]}",
+        "ConnectionError, not a gate failure: the task retries it with back-off",
+    )  # fmt: skip
