@@ -10,12 +10,16 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 from tests.integration._server_helpers import free_port
+from wine_quality.config import MODEL_NAME, PRODUCTION_ALIAS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,6 +66,55 @@ class Stack:
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def production(self) -> str | None:
+        """The version the ``production`` alias names, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(
+                self.client().get_model_version_by_alias(MODEL_NAME, PRODUCTION_ALIAS).version
+            )
+        except MlflowException:
+            return None
+
+    def versions(self) -> list[str]:
+        """Every registered version of the model, in order."""
+        found = self.client().search_model_versions(f"name = '{MODEL_NAME}'")
+        return sorted((str(v.version) for v in found), key=int)
+
+
+def assert_first_run_promoted(stack: Stack, code: int, summary: dict, output: str) -> None:
+    """A first run on the real data: validated, promoted version 1, served it, canary passed."""
+    assert code == 0, output[-3000:]
+    assert summary["rows"] == 1599
+    assert summary["validation"] == "passed"
+    assert summary["decision"] == "promote"
+    assert summary["promoted_version"] == "1"
+    assert summary["served_version"] == "1"
+    assert summary["canary"]["passed"] is True
+    assert stack.production() == "1"
+    assert stack.served()["version"] == "1"
+
+
+@contextmanager
+def running(stack: Stack, up_timeout: float = 180) -> Iterator[Stack]:
+    """`stack.sh up`, yield, `stack.sh down`; then prove no process it ever started is left."""
+    up = stack.script("stack.sh", "up", timeout=up_timeout)
+    assert up.returncode == 0, up.stdout + up.stderr
+    started = stack.pids()
+    assert set(started) == {"mlflow", "model-server"}
+    try:
+        yield stack
+    finally:
+        # Tests may restart services: the first processes and the current ones must all be gone.
+        pids = {**{f"first {k}": v for k, v in started.items()}, **stack.pids()}
+        down = stack.script("stack.sh", "down", timeout=90)
+        assert down.returncode == 0, down.stderr
+        deadline = time.monotonic() + 10
+        while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [name for name, pid in pids.items() if pid_alive(pid)]
 
 
 def stack_env(state: Path) -> dict[str, str]:

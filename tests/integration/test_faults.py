@@ -41,7 +41,6 @@ from wine_quality.config import (
     MODEL_NAME,
     PREDICTION_TOLERANCE,
     PREVIOUS_ALIAS,
-    PRODUCTION_ALIAS,
     RUNBOOK_PAYLOAD,
     Settings,
 )
@@ -112,20 +111,6 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float) -> Any:
     raise AssertionError(f"no {what} within {timeout:g} s (last: {last!r})")
 
 
-def production(stack) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(stack.client().get_model_version_by_alias(MODEL_NAME, PRODUCTION_ALIAS).version)
-    except MlflowException:
-        return None
-
-
-def versions(stack) -> list[str]:
-    found = stack.client().search_model_versions(f"name = '{MODEL_NAME}'")
-    return sorted((str(v.version) for v in found), key=int)
-
-
 def experiment_ids(mlflow_client) -> list[str]:
     return [e.experiment_id for e in mlflow_client.search_experiments()]
 
@@ -171,7 +156,7 @@ def assert_consistent(stack) -> str | None:
 
     # Also points mlflow.pyfunc.load_model at this stack.
     mlflow_client = client(stack.tracking_uri)
-    alias = production(stack)
+    alias = stack.production()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         staged = mlflow_client.get_latest_versions(MODEL_NAME, stages=[LEGACY_STAGE])
@@ -254,7 +239,7 @@ def test_first_run_promotes_version_1(stack, wine_csv):
 
 
 def test_tracking_server_cut_while_training_logs(stack, settings, ingested, monkeypatch):
-    before = production(stack)
+    before = stack.production()
     proxy = CuttableProxy(urlparse(stack.tracking_uri).port, cut_when=model_artifact_upload)
     proxy.start()
     through_proxy = dataclasses.replace(settings, tracking_uri=proxy.url)
@@ -293,7 +278,7 @@ def test_tracking_server_cut_while_training_logs(stack, settings, ingested, monk
     assert retried["reused"] is False
     runs = {r.info.run_id: r.info.status for r in train_runs(mlflow_client, airflow_run_id)}
     assert runs == {abandoned[0].info.run_id: "FAILED", retried["run_id"]: "FINISHED"}
-    assert production(stack) == before
+    assert stack.production() == before
     assert assert_consistent(stack) == before
     record(
         case="tracking-server-cut-while-training",
@@ -323,18 +308,18 @@ def test_crash_between_registering_and_promoting(stack, settings, ingested):
         promote_candidate,
     )
 
-    before_versions = versions(stack)
-    before = production(stack)
+    before_versions = stack.versions()
+    before = stack.production()
     airflow_run_id = "faults__crash_before_promote"
     first = train(settings, ingested, airflow_run_id)
     # The crash: the task's result is lost and nothing downstream runs.
-    assert versions(stack) == [*before_versions, first["version"]]
-    assert production(stack) == before
+    assert stack.versions() == [*before_versions, first["version"]]
+    assert stack.production() == before
 
     retried = train(settings, ingested, airflow_run_id)
     assert retried["reused"] is True
     assert (retried["version"], retried["run_id"]) == (first["version"], first["run_id"])
-    assert versions(stack) == [*before_versions, first["version"]]
+    assert stack.versions() == [*before_versions, first["version"]]
 
     # The rest of the run. Forced, so that the promotion path is exercised whatever the rule
     # would say about a model trained on the same data.
@@ -373,7 +358,7 @@ def test_crash_between_registering_and_promoting(stack, settings, ingested):
     )
     assert canary["passed"] is True
 
-    assert versions(stack) == [*before_versions, first["version"]]
+    assert stack.versions() == [*before_versions, first["version"]]
     assert assert_consistent(stack) == first["version"]
     record(
         case="crash-between-register-and-promote",
@@ -391,7 +376,7 @@ def test_crash_between_registering_and_promoting(stack, settings, ingested):
 
 
 def test_model_server_down_at_deploy(stack, wine_csv):
-    before = production(stack)
+    before = stack.production()
     assert before is not None
     stopped = stack.script("stack.sh", "stop", "model-server", timeout=120)
     assert stopped.returncode == 0, stopped.stderr
@@ -414,7 +399,7 @@ def test_model_server_down_at_deploy(stack, wine_csv):
     # Retried as a transient error (2 retries), then rolled back once; no canary ran.
     attempts = {t: task_attempts(output, t) for t in ("deploy", "canary", "rollback")}
     assert attempts == {"deploy": 3, "canary": 0, "rollback": 1}, attempts
-    assert production(stack) == before
+    assert stack.production() == before
     tags = stack.client().get_model_version(MODEL_NAME, forced).tags
     assert tags["forced_promotion"] == "true"
     assert "deploy or canary failed" in tags["rollback_reason"]
@@ -444,7 +429,7 @@ def test_model_server_down_at_deploy(stack, wine_csv):
 
 
 def test_failed_canary_rolls_back(stack, wine_csv):
-    before = production(stack)
+    before = stack.production()
     assert before is not None
     code, summary, output = stack.run_dag(
         str(wine_csv), conf={"force_promotion": True, "canary_p95_ms": 0.001}
@@ -462,7 +447,7 @@ def test_failed_canary_rolls_back(stack, wine_csv):
         "production": before,
         "served_version": before,
     }
-    assert production(stack) == before
+    assert stack.production() == before
     assert served_version(stack) == before
     assert stack.client().get_model_version_by_alias(MODEL_NAME, PREVIOUS_ALIAS).version == before
     assert assert_consistent(stack) == before
@@ -539,7 +524,7 @@ def test_s3_unreachable_during_artifact_upload(s3_stack, settings, ingested, mon
     first = train_runs(mlflow_client, airflow_run_id)
     assert len(first) == 1, first
     assert first[0].info.status in ("FAILED", "RUNNING"), first[0].info
-    assert versions(stack) == []
+    assert stack.versions() == []
 
     holder["s3"] = start_s3(holder["log_dir"], port=holder["s3"].port)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
@@ -547,7 +532,7 @@ def test_s3_unreachable_during_artifact_upload(s3_stack, settings, ingested, mon
     retried = train(on_s3, ingested, airflow_run_id)
 
     assert retried["reused"] is False
-    assert versions(stack) == [retried["version"]]
+    assert stack.versions() == [retried["version"]]
     runs = {r.info.run_id: r.info.status for r in train_runs(mlflow_client, airflow_run_id)}
     assert runs == {first[0].info.run_id: "FAILED", retried["run_id"]: "FINISHED"}
     keys = holder["s3"].keys(ARTIFACT_BUCKET, f"{ARTIFACT_PREFIX}/")

@@ -7,28 +7,17 @@ before the registry; a forced promotion that fails its canary is rolled back.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
-from wine_quality.config import MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
+from tests.data.corpus import CORPUS, DAG_LEVEL
+from tests.integration.stack import assert_first_run_promoted
+from tests.reliability import record
+from wine_quality.config import MODEL_NAME, PREVIOUS_ALIAS, RUNBOOK_PAYLOAD
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def production(stack) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return stack.client().get_model_version_by_alias(MODEL_NAME, PRODUCTION_ALIAS).version
-    except MlflowException:
-        return None
-
-
-def versions(stack) -> list[str]:
-    return sorted(
-        (v.version for v in stack.client().search_model_versions(f"name = '{MODEL_NAME}'")),
-        key=int,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +26,7 @@ def first_run(stack, wine_csv):
 
 
 def test_first_run_promotes_version_1_and_the_canary_passes(stack, first_run):
-    code, summary, output = first_run
-    assert code == 0, output[-3000:]
-    assert summary["rows"] == 1599
-    assert summary["validation"] == "passed"
-    assert summary["decision"] == "promote"
-    assert summary["promoted_version"] == "1"
-    assert summary["served_version"] == "1"
-    assert summary["canary"]["passed"] is True
-    assert production(stack) == "1"
-    assert stack.served()["version"] == "1"
+    assert_first_run_promoted(stack, *first_run)
 
 
 def test_runbook_curl_payload_gets_one_prediction(stack, first_run):
@@ -80,25 +60,42 @@ def test_rerun_on_same_data_does_not_promote(stack, first_run, wine_csv):
     assert summary["candidate_metrics"] == summary["production_metrics"]  # same model, same rows
     assert summary["promoted_version"] is None
     assert summary["served_version"] == "1"
-    assert production(stack) == "1"
+    assert stack.production() == "1"
     assert stack.served()["version"] == "1"
     assert stack.client().get_model_version(MODEL_NAME, "2").tags["decision"] == "keep_production"
 
 
-def test_broken_data_fails_the_run_and_changes_nothing(stack, first_run, wine_csv, tmp_path):
-    before = versions(stack)
-    broken = tmp_path / "broken.csv"
-    lines = wine_csv.read_text().splitlines()
-    lines[5] = lines[5].replace(lines[5].split(";")[8], "15.5", 1)  # pH 15.5: impossible
-    broken.write_text("\n".join(lines) + "\n")
-    code, summary, output = stack.run_dag(str(broken))
+@pytest.mark.parametrize("kind", [*DAG_LEVEL, "missing-source"])
+def test_broken_data_fails_the_run_and_changes_nothing(stack, first_run, wine_csv, tmp_path, kind):
+    before = stack.versions()
+    source = tmp_path / "broken.csv"
+    if kind == "missing-source":
+        error, expect = "DataSourceError", ("does not exist",)
+    else:
+        case = next(c for c in CORPUS if c.kind == kind)
+        source.write_bytes(case.mutate(wine_csv.read_bytes()))
+        error, expect = "", case.expect
+    started = time.monotonic()
+    code, summary, output = stack.run_dag(str(source))
+    elapsed = time.monotonic() - started
     assert code != 0
-    assert "DataValidationError" in output
-    assert "pH" in output
+    assert error in output
+    assert "DataSourceError" in output or "DataValidationError" in output
+    for words in expect:
+        assert words in output, f"{kind}: {words!r} not in the run's output"
     assert summary["validation"] == "failed or not run"
-    assert versions(stack) == before
-    assert production(stack) == "1"
+    assert summary["candidate_version"] is None
+    assert stack.versions() == before
+    assert stack.production() == "1"
     assert stack.served()["version"] == "1"
+    # A gate failure fails at once: no retry back-off is waited out.
+    assert elapsed < 120, f"the run took {elapsed:.0f} s: was a gate failure retried?"
+    record(
+        "bad data through the DAG", kind, f"`airflow dags test` on a source with: {kind}",
+        f"run failed (exit {code}) in {elapsed:.0f} s at ingest/validate; nothing downstream ran",
+        f"output names {', '.join(map(repr, expect))}; versions {before} unchanged; "
+        "production and served version still 1",
+    )  # fmt: skip
 
 
 def test_failed_canary_rolls_back(stack, first_run, wine_csv):
@@ -113,7 +110,7 @@ def test_failed_canary_rolls_back(stack, first_run, wine_csv):
     assert forced not in (None, "1")
     assert summary["rollback"]["rolled_back"] is True
     assert summary["rollback"]["production"] == "1"
-    assert production(stack) == "1"
+    assert stack.production() == "1"
     assert stack.served()["version"] == "1"
     tags = stack.client().get_model_version(MODEL_NAME, forced).tags
     assert tags["forced_promotion"] == "true"

@@ -38,7 +38,14 @@ from tests.integration.services import (
     start_s3,
     wait_http,
 )
-from tests.integration.stack import REPO, Stack, pid_alive, stack_env
+from tests.integration.stack import (
+    REPO,
+    Stack,
+    assert_first_run_promoted,
+    pid_alive,
+    running,
+    stack_env,
+)
 from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -118,21 +125,8 @@ def prod(tmp_path_factory, postgres, s3):
         AIRFLOW_CONN_WINE_S3=json.dumps(connection),
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgres.url("airflow"),
     )
-    running = Stack(state=state, env=env)
-    up = running.script("stack.sh", "up", timeout=240)
-    assert up.returncode == 0, up.stdout + up.stderr
-    started = running.pids()
-    assert set(started) == {"mlflow", "model-server"}
-    try:
-        yield running
-    finally:
-        pids = {**{f"first {k}": v for k, v in started.items()}, **running.pids()}
-        down = running.script("stack.sh", "down", timeout=90)
-        assert down.returncode == 0, down.stderr
-        deadline = time.monotonic() + 10
-        while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [name for name, pid in pids.items() if pid_alive(pid)]
+    with running(Stack(state=state, env=env), up_timeout=240) as live:
+        yield live
 
 
 @dataclass
@@ -237,15 +231,6 @@ def rerun(prod, first_run, source_uri) -> WatchedRun:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def production(stack: Stack) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return stack.client().get_model_version_by_alias(MODEL_NAME, PRODUCTION_ALIAS).version
-    except MlflowException:
-        return None
-
-
 def s3_key(mlflow_artifacts_uri: str) -> str:
     """``mlflow-artifacts:/1/x`` -> the key behind the server's proxy: ``mlartifacts/1/x``."""
     assert mlflow_artifacts_uri.startswith("mlflow-artifacts:/"), mlflow_artifacts_uri
@@ -299,16 +284,7 @@ def process_group(pgid: int) -> list[int]:
 
 
 def test_first_run_promotes_version_1(prod, first_run):
-    assert first_run.code == 0, first_run.output[-3000:]
-    summary = first_run.summary
-    assert summary["rows"] == 1599
-    assert summary["validation"] == "passed"
-    assert summary["decision"] == "promote"
-    assert summary["promoted_version"] == "1"
-    assert summary["served_version"] == "1"
-    assert summary["canary"]["passed"] is True
-    assert production(prod) == "1"
-    assert prod.served()["version"] == "1"
+    assert_first_run_promoted(prod, first_run.code, first_run.summary, first_run.output)
     # Nothing fell back to the embedded defaults (SQLite files, local artifacts or snapshots).
     assert not (prod.state / "mlflow").exists()
     assert not (prod.state / "staging").exists()
@@ -372,7 +348,7 @@ def test_rerun_on_same_data_does_not_promote(prod, rerun):
     assert summary["production_version_before"] == "1"
     assert summary["candidate_metrics"] == summary["production_metrics"]
     assert summary["promoted_version"] is None
-    assert production(prod) == "1"
+    assert prod.production() == "1"
     assert prod.served()["version"] == "1"
 
 
@@ -435,7 +411,7 @@ def test_restarting_mlflow_and_postgres_loses_nothing(prod, postgres, rerun, win
     assert set(prod.pids()) == {"mlflow", "model-server"}
     assert not set(prod.pids().values()) & set(old.values())
 
-    assert production(prod) == "1"
+    assert prod.production() == "1"
     assert prod.client().get_latest_versions(MODEL_NAME, stages=["Production"])[0].version == "1"
     # A fresh process with only the tracking URI: no storage keys, nothing of this test's state.
     script = (
