@@ -110,12 +110,13 @@ EQUIVALENT: dict[str, Mutation] = {
     "no-final-newline": lambda raw: raw.rstrip(b"\n"),
 }
 
-# The representative set that also goes through the whole DAG (`airflow dags test`): one refusal
-# at ingest (the separator), and validation failures of schema, value range, type and size.
-DAG_LEVEL: tuple[str, ...] = (
-    "comma-separated",
-    "missing-column",
-    "ph-above-14",
-    "quality-fractional",
-    "too-few-rows",
-)
+# The representative set that also goes through the whole DAG (`airflow dags test`), with the
+# error each must fail with: one refusal at ingest (the separator), and validation failures of
+# schema, value range, type and size.
+DAG_LEVEL: dict[str, str] = {
+    "comma-separated": "DataSourceError",
+    "missing-column": "DataValidationError",
+    "ph-above-14": "DataValidationError",
+    "quality-fractional": "DataValidationError",
+    "too-few-rows": "DataValidationError",
+}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -82,6 +83,14 @@ class Stack:
         """Every registered version of the model, in order."""
         found = self.client().search_model_versions(f"name = '{MODEL_NAME}'")
         return sorted((str(v.version) for v in found), key=int)
+
+
+def task_attempts(output: str, task_id: str) -> int:
+    """How many times the run started ``task_id``, read from its full `airflow dags test` log."""
+    match = re.search(r"; log: (\S+\.log)", output)
+    assert match, output[-2000:]
+    text = Path(match.group(1)).read_text(errors="replace")
+    return text.count(f"[DAG TEST] starting task_id={task_id} ")
 
 
 def assert_first_run_promoted(stack: Stack, code: int, summary: dict, output: str) -> None:

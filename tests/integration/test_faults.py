@@ -21,7 +21,6 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -33,7 +32,7 @@ from tests.integration._server_helpers import CuttableProxy
 from tests.integration.services import (
     start_s3,
 )
-from tests.integration.stack import Stack, pid_alive, stack_env
+from tests.integration.stack import Stack, pid_alive, stack_env, task_attempts
 from wine_quality import config
 from wine_quality.config import (
     FEATURES,
@@ -125,14 +124,6 @@ def train_runs(mlflow_client, airflow_run_id: str) -> list:
 def served_version(stack) -> str | None:
     version = stack.served()["version"]
     return None if version is None else str(version)
-
-
-def task_attempts(output: str, task_id: str) -> int:
-    """How many times the run started ``task_id``, read from its full `airflow dags test` log."""
-    match = re.search(r"; log: (\S+\.log)", output)
-    assert match, output[-2000:]
-    text = Path(match.group(1)).read_text(errors="replace")
-    return text.count(f"[DAG TEST] starting task_id={task_id} ")
 
 
 def assert_consistent(stack) -> str | None:

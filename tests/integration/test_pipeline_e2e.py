@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.data.corpus import CORPUS, DAG_LEVEL
-from tests.integration.stack import assert_first_run_promoted
+from tests.integration.stack import assert_first_run_promoted, task_attempts
 from tests.reliability import record
 from wine_quality.config import MODEL_NAME, PREVIOUS_ALIAS, RUNBOOK_PAYLOAD
 
@@ -74,13 +74,12 @@ def test_broken_data_fails_the_run_and_changes_nothing(stack, first_run, wine_cs
     else:
         case = next(c for c in CORPUS if c.kind == kind)
         source.write_bytes(case.mutate(wine_csv.read_bytes()))
-        error, expect = "", case.expect
+        error, expect = DAG_LEVEL[kind], case.expect
     started = time.monotonic()
     code, summary, output = stack.run_dag(str(source))
     elapsed = time.monotonic() - started
     assert code != 0
     assert error in output
-    assert "DataSourceError" in output or "DataValidationError" in output
     for words in expect:
         assert words in output, f"{kind}: {words!r} not in the run's output"
     assert summary["validation"] == "failed or not run"
@@ -88,7 +87,10 @@ def test_broken_data_fails_the_run_and_changes_nothing(stack, first_run, wine_cs
     assert stack.versions() == before
     assert stack.production() == "1"
     assert stack.served()["version"] == "1"
-    # A gate failure fails at once: no retry back-off is waited out.
+    # A gate failure fails at once: the failing task ran once (no retry), training never ran.
+    failing = "ingest" if error == "DataSourceError" else "validate"
+    assert task_attempts(output, failing) == 1
+    assert task_attempts(output, "train") == 0
     assert elapsed < 120, f"the run took {elapsed:.0f} s: was a gate failure retried?"
     record(
         "bad data through the DAG", kind, f"`airflow dags test` on a source with: {kind}",
