@@ -4,17 +4,29 @@
 Nightly retraining of `ElasticNetWineModel` (UCI red wine quality), promoted only when it is
 better than production on the same holdout, and only kept if the deployed endpoint proves it.
 
-`ingest` → `validate` (Great Expectations) → `train` (pyfunc wrapper, logged to MLflow) →
-`evaluate` (candidate vs production, same holdout) → `should_promote` → `promote` (registry
-alias `production`) → `deploy` (model server on :1234 reloads) → `canary` → on failure
-`rollback` (alias back to `previous_production`).
+- **Data**: `ingest` snapshots the source (sha256, rows), `validate` runs the Great
+  Expectations suite.
+- **Model**: `train` trains and registers a candidate in MLflow, `evaluate` scores it and
+  production on the same holdout and decides.
+- **Release**: `should_promote` stops here unless the candidate is better; `promote` moves the
+  `production` alias, `deploy` makes the model server load it, `canary` checks the live
+  endpoint; if `deploy` or `canary` fails, `rollback` restores `previous_production`.
 
-A candidate that is not better ends the run as a **success**, with the decision in the
-`evaluate` task's log and on the model version's tags. Deterministic failures (bad data,
-a failed canary, a promotion race) fail at once; network errors are retried with back-off.
+`Summary` always runs last and shows the decision, its reasons and each step's outcome
+(`passed`, `failed` or `not run`). `Fail the run if a task failed` makes the run fail whenever
+any task failed, even though the summary and the rollback succeed.
 
-Trigger by hand with **Trigger DAG w/ config** to change the data source, thresholds, grid or
-to force a promotion (recorded as forced). All logic lives in `include/wine_quality`.
+A candidate that is not better ends the run as a **success**: promotion, deployment and the
+canary are skipped, and the decision with its reasons is at the top of the `evaluate` task's
+log, in the summary and on the model version's tags. Deterministic failures (bad data, a failed
+canary, a promotion race, an unknown run setting) fail at once; network errors are retried with
+back-off.
+
+To change the data source, thresholds, grid or to force a promotion (recorded as forced),
+click **Trigger** and fill in the form; a key that is not in the form fails the run at once.
+The tasks with an MLflow run or model version link to it under **Extra Links**. Where MLflow and
+the model server are comes from the environment (`MLFLOW_TRACKING_URI`,
+`WINE_MODEL_SERVER_URL`). All logic lives in `include/wine_quality`.
 """
 
 from __future__ import annotations
@@ -24,20 +36,35 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import Param, TaskGroup, TriggerRule, XComArg, dag, task
 from airflow.sdk.exceptions import AirflowFailException
+
+# Light at parse time: the links (plugins/ is on Airflow's sys.path) import only Airflow and the
+# config module, and the config module (the Params' defaults) only the standard library.
+from mlflow_links import MlflowModelVersionLink, MlflowRunLink
+
+from wine_quality import config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_GRID_ALPHAS = [0.001, 0.01, 0.1, 0.5, 1.0]
-DEFAULT_GRID_L1_RATIOS = [0.1, 0.5, 0.9, 1.0]
+RUN_LINK = MlflowRunLink()
+VERSION_LINK = MlflowModelVersionLink()
 
 
-def fail_fast(func: F) -> F:
-    """Turn the package's deterministic errors into an immediate failure (no retries)."""
+def pipeline_step(func: F) -> F:
+    """Run a task body the package's way.
+
+    MLflow's log lines go through Python logging, so Airflow shows their real level (MLflow
+    otherwise writes them to stderr, which Airflow shows as ERROR); this holds whoever runs the
+    task (``dags test``, a scheduler's task runner, a Celery worker). The package's
+    deterministic errors become an immediate failure (no retries).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from wine_quality.logs import use_host_logging
+
+        use_host_logging()
         from wine_quality.errors import PipelineGateError
 
         try:
@@ -46,6 +73,12 @@ def fail_fast(func: F) -> F:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def linked(output: XComArg, *links: Any) -> XComArg:
+    """Give the task behind ``output`` its own Extra Links (TaskFlow has no argument for it)."""
+    output.operator.operator_extra_links = links  # type: ignore[attr-defined]
+    return output
 
 
 def _settings():
@@ -64,7 +97,7 @@ def _s3_client(conn_id: str, *uris: str | None):
 
 
 @dag(
-    dag_id="wine_retraining",
+    dag_id=config.DAG_ID,
     schedule="0 2 * * *",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -89,32 +122,67 @@ def _s3_client(conn_id: str, *uris: str | None):
             "Empty: the WINE_DATA_URI environment variable, else the public UCI file.",
         ),
         "min_improvement": Param(
-            0.005,
+            config.DEFAULT_MIN_IMPROVEMENT,
             type="number",
             exclusiveMinimum=0,
             title="Improvement margin",
-            description="Candidate RMSE must be at least this much lower than production's.",
+            description="The candidate's holdout RMSE must be at least this much lower than "
+            "production's on the same rows, or production is kept.",
         ),
-        "max_rmse": Param(0.8, type="number", exclusiveMinimum=0, title="Maximum holdout RMSE"),
-        "min_r2": Param(0.25, type="number", maximum=1, title="Minimum holdout R²"),
+        "max_rmse": Param(
+            config.DEFAULT_MAX_RMSE,
+            type="number",
+            exclusiveMinimum=0,
+            title="Maximum holdout RMSE",
+            description="A candidate whose RMSE on the holdout is above this is never promoted.",
+        ),
+        "min_r2": Param(
+            config.DEFAULT_MIN_R2,
+            type="number",
+            maximum=1,
+            title="Minimum holdout R²",
+            description="A candidate whose R² on the holdout is below this is never promoted.",
+        ),
         "alphas": Param(
-            DEFAULT_GRID_ALPHAS,
+            list(config.DEFAULT_ALPHAS),
             type="array",
             items={"type": "number", "exclusiveMinimum": 0},
             minItems=1,
             title="Grid: alpha values",
+            description="Regularisation strengths tried by the cross-validated grid search.",
         ),
         "l1_ratios": Param(
-            DEFAULT_GRID_L1_RATIOS,
+            list(config.DEFAULT_L1_RATIOS),
             type="array",
             items={"type": "number", "minimum": 0, "maximum": 1},
             minItems=1,
             title="Grid: l1_ratio values",
+            description="Mixes of L1 and L2 penalty tried by the grid search "
+            "(0 = ridge, 1 = lasso).",
         ),
-        "min_rows": Param(500, type="integer", minimum=1, title="Minimum rows in the data"),
-        "canary_rows": Param(50, type="integer", minimum=1, maximum=1000, title="Canary rows"),
+        "min_rows": Param(
+            config.MIN_ROWS,
+            type="integer",
+            minimum=1,
+            title="Minimum rows in the data",
+            description="Validation fails when the data has fewer rows than this.",
+        ),
+        "canary_rows": Param(
+            config.DEFAULT_CANARY_ROWS,
+            type="integer",
+            minimum=1,
+            maximum=1000,
+            title="Canary rows",
+            description="Holdout rows sent to the live endpoint after a deployment and "
+            "compared with the offline model's predictions.",
+        ),
         "canary_p95_ms": Param(
-            500.0, type="number", exclusiveMinimum=0, title="Canary p95 latency budget (ms)"
+            config.DEFAULT_CANARY_P95_MS,
+            type="number",
+            exclusiveMinimum=0,
+            title="Canary p95 latency budget (ms)",
+            description="The canary fails, and production is rolled back, when the endpoint's "
+            "95th percentile latency is above this.",
         ),
         "force_promotion": Param(
             False,
@@ -126,10 +194,13 @@ def _s3_client(conn_id: str, *uris: str | None):
 )
 def wine_retraining() -> None:
     @task(task_display_name="Ingest raw data")
-    @fail_fast
+    @pipeline_step
     def ingest(**context: Any) -> dict[str, Any]:
         from wine_quality.pipeline import ingest_data
 
+        # First, before any work: a misspelt setting would otherwise be ignored silently. Here
+        # rather than in a task of its own, which would cost a worker slot and a graph node.
+        config.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
         settings = _settings()
         data_uri = context["params"]["data_uri"]
         logical_date = context.get("logical_date")
@@ -143,7 +214,7 @@ def wine_retraining() -> None:
         )
 
     @task(task_display_name="Validate data (GX)")
-    @fail_fast
+    @pipeline_step
     def validate(ingested: dict[str, Any], **context: Any) -> dict[str, Any]:
         from wine_quality.pipeline import validate_data
 
@@ -157,7 +228,7 @@ def wine_retraining() -> None:
         )
 
     @task(task_display_name="Train and register candidate")
-    @fail_fast
+    @pipeline_step
     def train(ingested: dict[str, Any], validated: dict[str, Any], **context: Any) -> dict:
         from wine_quality.pipeline import train_candidate
 
@@ -173,7 +244,7 @@ def wine_retraining() -> None:
         )
 
     @task(task_display_name="Compare with production")
-    @fail_fast
+    @pipeline_step
     def evaluate(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
         from wine_quality.pipeline import compare_candidate
 
@@ -188,13 +259,17 @@ def wine_retraining() -> None:
             airflow_run_id=context["run_id"],
         )
 
-    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    @task.short_circuit(
+        task_display_name="Better than production?", ignore_downstream_trigger_rules=False
+    )
+    @pipeline_step
     def should_promote(decision: dict[str, Any]) -> bool:
-        print("decision:", "; ".join(decision["reasons"]))
-        return bool(decision["promote"])
+        from wine_quality.pipeline import promotion_wanted
+
+        return promotion_wanted(decision)
 
     @task(task_display_name="Promote to production")
-    @fail_fast
+    @pipeline_step
     def promote(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
         from wine_quality.pipeline import promote_candidate
 
@@ -203,14 +278,14 @@ def wine_retraining() -> None:
         )
 
     @task(task_display_name="Deploy to model server")
-    @fail_fast
+    @pipeline_step
     def deploy(promotion: dict[str, Any]) -> dict[str, Any]:
         from wine_quality.pipeline import deploy_production
 
         return deploy_production(promotion=promotion, settings=_settings())
 
     @task(task_display_name="Canary the endpoint")
-    @fail_fast
+    @pipeline_step
     def canary(
         promotion: dict[str, Any],
         candidate: dict[str, Any],
@@ -229,6 +304,7 @@ def wine_retraining() -> None:
         )
 
     @task(task_display_name="Roll back production", trigger_rule=TriggerRule.ONE_FAILED)
+    @pipeline_step
     def rollback(**context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -244,55 +320,62 @@ def wine_retraining() -> None:
         )
 
     @task(task_display_name="Summary", trigger_rule=TriggerRule.ALL_DONE)
+    @pipeline_step
     def report(**context: Any) -> dict[str, Any]:
         import json
+        import logging
         import os
 
-        from wine_quality.pipeline import report_run
+        from wine_quality.pipeline import STEPS, report_run
 
-        ti = context["ti"]
-        names = (
-            "ingest",
-            "validate",
-            "train",
-            "evaluate",
-            "promote",
-            "deploy",
-            "canary",
-            "rollback",
+        ti, run_id = context["ti"], context["run_id"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
+        summary = report_run(
+            results={name: ti.xcom_pull(task_ids=name) for name in STEPS},
+            states=states,
+            airflow_run_id=run_id,
+            settings=_settings(),
         )
-        results = {name: ti.xcom_pull(task_ids=name) for name in names}
-        summary = report_run(results=results, settings=_settings())
-        summary["run_id"] = context["run_id"]
-        text = json.dumps(summary, indent=2)
-        print(text)
+        text = json.dumps(summary, indent=2, ensure_ascii=False)
+        logging.getLogger(__name__).info("run summary:\n%s", text)
         if path := os.environ.get("WINE_RUN_SUMMARY_FILE"):
             with open(path, "w") as handle:
                 handle.write(text)
         return summary
 
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    @task(
+        task_display_name="Fail the run if a task failed",
+        trigger_rule=TriggerRule.ONE_FAILED,
+        retries=0,
+    )
     def watcher() -> None:
         """Fail the run when any task failed (the summary and rollback tasks would hide it)."""
         raise AirflowFailException("a task of this run failed: see the failed task's log")
 
-    ingested = ingest()
-    validated = validate(ingested)
-    candidate = train(ingested, validated)
-    decision = evaluate(candidate)
-    gate = should_promote(decision)
-    promotion = promote(decision)
-    gate >> promotion
-    deployed = deploy(promotion)
-    canaried = canary(promotion, candidate, deployed)
-    rolled_back = rollback()
-    [deployed, canaried] >> rolled_back
-    summary = report()
+    # Task ids stay unprefixed (prefix_group_id=False): the groups only draw the graph.
+    with TaskGroup("data", group_display_name="Data", prefix_group_id=False):
+        ingested = ingest()
+        validated = linked(validate(ingested), RUN_LINK)
+    with TaskGroup("model", group_display_name="Model", prefix_group_id=False):
+        candidate = linked(train(ingested, validated), RUN_LINK, VERSION_LINK)
+        decision = linked(evaluate(candidate), VERSION_LINK)
+    with TaskGroup("release", group_display_name="Release", prefix_group_id=False):
+        gate = should_promote(decision)
+        promotion = linked(promote(decision), VERSION_LINK)
+        gate >> promotion
+        deployed = linked(deploy(promotion), RUN_LINK, VERSION_LINK)
+        canaried = linked(canary(promotion, candidate, deployed), VERSION_LINK)
+        rolled_back = linked(rollback(), VERSION_LINK)
+        [deployed, canaried] >> rolled_back
+    summary = linked(report(), VERSION_LINK)
     watched = watcher()
-    # Not downstream of the gate: a short-circuit skips every direct downstream task.
-    work = [ingested, validated, candidate, decision, promotion, deployed, canaried, rolled_back]
-    work >> summary
-    work >> watched
+    # Every other task is upstream of `rollback`, and `rollback` (ONE_FAILED) is done only once
+    # `deploy` and `canary` are: so the summary, after `rollback`, runs last. A failure anywhere
+    # on the main line reaches `canary` as failed or upstream_failed (all its ancestors are
+    # ALL_SUCCESS), and `rollback` covers itself: so the watcher needs only those two. Neither
+    # hangs off the short-circuit gate, which would skip them with `promote`.
+    rolled_back >> summary
+    [canaried, rolled_back] >> watched
 
 
 wine_retraining()

@@ -1,10 +1,12 @@
-"""Airflow plugin: buttons on every task instance that open its MLflow run and model version.
+"""Buttons from a task instance of ``wine_retraining`` to the MLflow run and model version it names.
 
-A task of ``wine_retraining`` returns small dicts naming MLflow objects (``run_id``,
-``version``, ``candidate_version``, ...). The API server reads that return value and links to
-the MLflow UI, so a person goes from a failed or promoted task to the exact run or version in
-one click. The base URL is ``WINE_MLFLOW_UI_URL`` (default: ``MLFLOW_TRACKING_URI``), read when
-a link is asked for, not at import.
+The DAG attaches these links only to the tasks that create or use an MLflow run or a registered
+model version (``operator_extra_links`` on those tasks), so a task with nothing to link, such as
+``ingest``, shows no "Extra Links" at all. In Airflow 3 a task's own links are resolved by the
+worker when the task finishes: ``get_link`` reads the task's return value (small dicts naming
+``run_id``, ``version``, ``candidate_version``, ...) and Airflow stores the URL in XCom, where
+the API server reads it. The base URL is ``WINE_MLFLOW_UI_URL`` (default:
+``MLFLOW_TRACKING_URI``) as the task sees it, read when the link is made, not at import.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from urllib.parse import quote
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
+from wine_quality.config import DAG_ID, MODEL_NAME
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-MODEL_NAME = "ElasticNetWineModel"
+# Keys of a task's return value that name an MLflow run / a registered model version, in order
+# of preference. `production` is what a rollback restored.
 RUN_KEYS = ("run_id", "validation_run_id")
-VERSION_KEYS = ("version", "candidate_version")
+VERSION_KEYS = ("version", "candidate_version", "production")
 
 
 def ui_base() -> str:
@@ -32,7 +37,10 @@ def ui_base() -> str:
 
 
 def run_link(value: Any, base: str) -> str:
-    """Link to the MLflow run named in a task's return value, or '' if it names none."""
+    """Link to the MLflow run named in a task's return value, or '' if it names none.
+
+    ``#/runs/<id>`` is the MLflow UI's direct run route: it finds the run's experiment itself.
+    """
     if not base or not isinstance(value, dict):
         return ""
     run_id = next((value[k] for k in RUN_KEYS if isinstance(value.get(k), str)), None)
@@ -46,25 +54,14 @@ def version_link(value: Any, base: str) -> str:
     version = next((value[k] for k in VERSION_KEYS if value.get(k) not in (None, "")), None)
     if version is None:
         return ""
-    return f"{base}/#/models/{MODEL_NAME}/versions/{quote(str(version))}"
+    return f"{base}/#/models/{quote(MODEL_NAME)}/versions/{quote(str(version))}"
 
 
 def _return_value(ti_key: TaskInstanceKey) -> Any:
-    # Runs in the API server, which holds the metadata DB session (not in task code).
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
+    # Runs in the worker as the task finishes, through the Task SDK (no metadata DB access).
+    from airflow.sdk.execution_time.xcom import XCom
 
-    with create_session() as session:
-        row = session.execute(
-            XComModel.get_many(
-                key="return_value",
-                run_id=ti_key.run_id,
-                dag_ids=ti_key.dag_id,
-                task_ids=ti_key.task_id,
-                map_indexes=ti_key.map_index,
-            ).with_only_columns(XComModel.value)
-        ).first()
-    return XComModel.deserialize_value(row) if row else None
+    return XCom.get_value(ti_key=ti_key, key="return_value")
 
 
 class MlflowRunLink(BaseOperatorLink):
@@ -73,24 +70,28 @@ class MlflowRunLink(BaseOperatorLink):
     name = "MLflow run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        if ti_key.dag_id != "wine_retraining":
+        if ti_key.dag_id != DAG_ID:
             return ""
         return run_link(_return_value(ti_key), ui_base())
 
 
 class MlflowModelVersionLink(BaseOperatorLink):
-    """Opens the registered model version the task trained, compared or promoted."""
+    """Opens the registered model version the task trained, compared, promoted or restored."""
 
     name = "MLflow model version"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        if ti_key.dag_id != "wine_retraining":
+        if ti_key.dag_id != DAG_ID:
             return ""
         return version_link(_return_value(ti_key), ui_base())
 
 
 class WineMlflowLinksPlugin(AirflowPlugin):
-    """Registers the MLflow links for every task."""
+    """Lists the MLflow links on the Plugins page; the DAG attaches them to its tasks.
+
+    Not ``global_operator_extra_links``: those appear on every task of every DAG. Nor
+    ``operator_extra_links`` matched by operator class: every TaskFlow task shares one class.
+    """
 
     name = "wine_mlflow_links"
-    global_operator_extra_links = [MlflowRunLink(), MlflowModelVersionLink()]  # noqa: RUF012
+    operator_extra_links = [MlflowRunLink(), MlflowModelVersionLink()]  # noqa: RUF012

@@ -7,8 +7,13 @@ Constants are module-level and fixed. Settings (URIs, tokens) come from the envi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from wine_quality.errors import UnknownParamError
+
+DAG_ID = "wine_retraining"
 MODEL_NAME = "ElasticNetWineModel"
 EXPERIMENT_NAME = "wine_retraining"
 PRODUCTION_ALIAS = "production"
@@ -51,9 +56,10 @@ HOLDOUT_FRACTION = 0.2
 CV_FOLDS = 5
 MIN_ROWS = 500
 
-# Defaults of the run-time knobs (the DAG exposes them as Params).
+# Defaults of the run-time knobs: the DAG's Params take them from here (one source).
 DEFAULT_ALPHAS: tuple[float, ...] = (0.001, 0.01, 0.1, 0.5, 1.0)
-DEFAULT_L1_RATIOS: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8, 1.0)
+# The grid every DAG run has used (this module's copy had drifted from the DAG's).
+DEFAULT_L1_RATIOS: tuple[float, ...] = (0.1, 0.5, 0.9, 1.0)
 DEFAULT_MAX_RMSE = 0.80
 DEFAULT_MIN_R2 = 0.25
 DEFAULT_MIN_IMPROVEMENT = 0.005
@@ -102,4 +108,23 @@ class Settings:
             data_uri=env.get("WINE_DATA_URI") or DEFAULT_DATA_URI,
             staging_uri=env.get("WINE_STAGING_URI") or ".local/staging",
             s3_conn_id=env.get("WINE_S3_CONN_ID") or "wine_s3",
+        )
+
+
+def check_conf_keys(conf: Mapping[str, Any] | None, valid_keys: Iterable[str]) -> None:
+    """Refuse a run configuration that names a knob the pipeline does not have.
+
+    A misspelt key (``max_rsme``) would otherwise be ignored and the run would use the
+    default, which is worse than not running at all.
+
+    Raises:
+        UnknownParamError: Some key of ``conf`` is not in ``valid_keys``; the message names
+            the unknown keys and lists the valid ones.
+    """
+    valid = sorted(valid_keys)
+    unknown = sorted(set(conf or {}) - set(valid))
+    if unknown:
+        raise UnknownParamError(
+            f"unknown run configuration key{'s' if len(unknown) > 1 else ''}"
+            f" {', '.join(repr(k) for k in unknown)}; valid keys are: {', '.join(valid)}"
         )

@@ -30,3 +30,7 @@ class CanaryError(PipelineGateError):
 
 class DeploymentError(PipelineGateError):
     """The model server refused to switch to the promoted version."""
+
+
+class UnknownParamError(PipelineGateError):
+    """The run was triggered with a configuration key that is not one of the DAG's Params."""

@@ -91,38 +91,44 @@ def decide(
             artifacts={},
         )
 
-    checks: list[tuple[str, dict[str, Any], bool]] = [
+    rmse, r2 = candidate["rmse"], candidate["r2"]
+    # Each check: thresholds for MLflow's validator, whether it needs production as baseline,
+    # and the sentence that says what held or what failed.
+    checks: list[tuple[dict[str, Any], bool, str, str]] = [
         (
-            f"RMSE {candidate['rmse']:.4f} <= max {policy.max_rmse:g}",
             {
                 "root_mean_squared_error": MetricThreshold(
                     threshold=float(policy.max_rmse), greater_is_better=False
                 )
             },
             False,
+            f"RMSE {rmse:.4f} is at most the maximum of {policy.max_rmse:g}",
+            f"RMSE {rmse:.4f} is above the maximum of {policy.max_rmse:g}",
         ),
         (
-            f"R2 {candidate['r2']:.4f} >= min {policy.min_r2:g}",
             {"r2_score": MetricThreshold(threshold=float(policy.min_r2), greater_is_better=True)},
             False,
+            f"R² {r2:.4f} is at least the minimum of {policy.min_r2:g}",
+            f"R² {r2:.4f} is below the minimum of {policy.min_r2:g}",
         ),
     ]
     if production is not None:
+        margin, prod_rmse = policy.min_improvement, production["rmse"]
         checks.append(
             (
-                f"RMSE {candidate['rmse']:.4f} beats production {production['rmse']:.4f}"
-                f" by >= {policy.min_improvement:g}",
                 {
                     "root_mean_squared_error": MetricThreshold(
-                        min_absolute_change=float(policy.min_improvement), greater_is_better=False
+                        min_absolute_change=float(margin), greater_is_better=False
                     )
                 },
                 True,
+                f"RMSE {rmse:.4f} is at least {margin:g} below production's {prod_rmse:.4f}",
+                f"RMSE {rmse:.4f} is not at least {margin:g} below production's {prod_rmse:.4f}",
             )
         )
     reasons: list[str] = []
     passed_all = True
-    for text, thresholds, needs_baseline in checks:
+    for thresholds, needs_baseline, held, failed in checks:
         try:
             from mlflow import validate_evaluation_results
 
@@ -131,18 +137,40 @@ def decide(
                 result(candidate),
                 result(production) if needs_baseline and production is not None else None,
             )
-            reasons.append(f"pass: {text}")
+            reasons.append(held)
         except MlflowException as exc:
             if type(exc).__name__ != "ModelValidationFailedException":
                 raise
             passed_all = False
-            reasons.append(f"FAIL: {text}")
+            reasons.append(failed)
     if production is None:
-        reasons.append("no production version yet: absolute thresholds decide")
+        reasons.append("there is no production version yet, so the thresholds alone decide")
     if policy.force:
-        reasons.append("FORCED promotion requested: the rule's verdict is overridden")
+        reasons.append("promotion was forced, overriding the rule's verdict")
         return True, reasons, True
     return passed_all, reasons, False
+
+
+def outcome(promote: bool, forced: bool) -> str:
+    """The decision in one word or two, as tagged on the version and shown in the summary."""
+    return "forced" if forced else ("promote" if promote else "keep production")
+
+
+def explain(decision: Decision) -> str:
+    """The decision and every reason, as a few lines a person reads at the top of a log."""
+    production = (
+        f"production version {decision.production_version}"
+        if decision.production_version
+        else "no production version"
+    )
+    verdict = {
+        "forced": "promote it (forced)",
+        "promote": "promote it",
+        "keep production": "keep production",
+    }[outcome(decision.promote, decision.forced)]
+    lines = [f"Decision: {verdict}. Candidate version {decision.candidate_version} vs {production}"]
+    lines += [f"  - {reason}" for reason in decision.reasons]
+    return "\n".join(lines)
 
 
 def load_holdout(holdout_uri: str, tracking_uri: str) -> pd.DataFrame:
@@ -255,10 +283,11 @@ def compare_with_production(
         policy=asdict(policy),
         forced=forced,
     )
+    # Logged as soon as it is made: it is what a person opens this task's log for.
+    log.info("%s", explain(decision))
     version = str(candidate["version"])
-    outcome = "forced" if forced else ("promote" if promote else "keep_production")
     for key, value in {
-        "decision": outcome,
+        "decision": outcome(promote, forced).replace(" ", "_"),
         "decision_reasons": "; ".join(reasons)[:4900],
         "compared_with_version": prod_version or "none",
         "eval_holdout_digest": digest,
@@ -270,6 +299,5 @@ def compare_with_production(
         path = Path(tmp) / f"decision-v{version}.json"
         path.write_text(json.dumps(decision.to_dict(), indent=2))
         mlflow_client.log_artifact(candidate["run_id"], str(path), artifact_path="decision")
-    log.info("decision for version %s: %s (%s)", version, outcome, "; ".join(reasons))
     _ = mlflow  # imported for its side effect of configuring the fluent API above
     return decision

@@ -9,7 +9,9 @@ wrapper object itself, which holds no state.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,10 +28,31 @@ PIPELINE_ARTIFACT = "pipeline"
 PIPELINE_FILENAME = "pipeline.skops"
 
 
+def _skops_io() -> ModuleType:
+    """Import ``skops.io`` without the warning flood it causes inside an Airflow process.
+
+    On import skops builds its list of trusted scipy ufuncs; for each of them (they have no
+    ``__module__``) its ``whichmodule`` probes every loaded module with ``getattr``. Airflow's
+    deprecated compatibility modules (``airflow.utils.timezone``, ...) answer any attribute
+    with a ``DeprecatedImportWarning``, a ``FutureWarning``; skops silences only
+    ``DeprecationWarning`` there, so one import logs ~1,160 warnings about attributes nobody
+    uses. Only those warnings, raised from that skops module, are ignored, and only while
+    importing.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"The `airflow\.",
+            category=FutureWarning,
+            module=r"skops\.io\._utils",
+        )
+        import skops.io as sio
+    return sio
+
+
 def save_pipeline(pipeline: Pipeline, directory: Path) -> Path:
     """Serialise a fitted pipeline with skops (safe to load: no arbitrary code on load)."""
-    import skops.io as sio
-
+    sio = _skops_io()
     path = Path(directory) / PIPELINE_FILENAME
     sio.dump(pipeline, path)
     return path
@@ -37,7 +60,7 @@ def save_pipeline(pipeline: Pipeline, directory: Path) -> Path:
 
 def load_pipeline(path: str | Path) -> Pipeline:
     """Load a pipeline saved by :func:`save_pipeline`, refusing unexpected types."""
-    import skops.io as sio
+    sio = _skops_io()
 
     untrusted = sio.get_untrusted_types(file=path)
     allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy."))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,17 @@ def compare_candidate(
     return decision.to_dict()
 
 
+def promotion_wanted(decision: Mapping[str, Any]) -> bool:
+    """Whether the run goes on to promotion; says which way and why in the log."""
+    promote = bool(decision["promote"])
+    log.info(
+        "%s: %s",
+        "going on to promotion" if promote else "production is kept; promotion is skipped",
+        "; ".join(decision["reasons"]),
+    )
+    return promote
+
+
 def promote_candidate(
     *, decision: dict[str, Any], settings: Settings, airflow_run_id: str
 ) -> dict[str, Any]:
@@ -233,52 +245,84 @@ def rollback_production(*, version: str, settings: Settings, reason: str) -> dic
     return outcome
 
 
-def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    """Fold the tasks' outputs into the run summary people read (None = task did not finish)."""
+# The steps a summary reports on, in the order they run (the DAG's task ids).
+STEPS: tuple[str, ...] = (
+    "ingest", "validate", "train", "evaluate", "promote", "deploy", "canary", "rollback",
+)  # fmt: skip
+
+
+def step_status(state: str | None) -> str:
+    """What a step's final task state means to a person: passed, failed or not run.
+
+    A skipped step (nothing to promote, nothing to roll back) and one whose upstream failed
+    both did not run; only a step that ran and raised failed.
+    """
+    if state == "success":
+        return "passed"
+    if state == "failed":
+        return "failed"
+    return "not run"
+
+
+def summarize(
+    results: Mapping[str, Any], states: Mapping[str, str | None], *, airflow_run_id: str
+) -> dict[str, Any]:
+    """Fold the steps' outputs and final states into the run summary people read.
+
+    Args:
+        results: Each step's return value, None when it returned nothing.
+        states: Each step's final task state (``success``, ``failed``, ``skipped``,
+            ``upstream_failed``; missing or None when it never ran).
+        airflow_run_id: The orchestrator's id of this run.
+    """
+    from wine_quality.evaluation import outcome
+
+    steps = {name: step_status(states.get(name)) for name in STEPS}
     ingested = results.get("ingest") or {}
-    validated = results.get("validate")
     candidate = results.get("train") or {}
     decision = results.get("evaluate") or {}
-    promotion = results.get("promote")
+    promotion = results.get("promote") or {}
     deployed = results.get("deploy") or {}
     canary = results.get("canary")
     rollback = results.get("rollback")
     return {
+        "airflow_run_id": airflow_run_id,
+        "decision": (
+            outcome(bool(decision.get("promote")), bool(decision.get("forced")))
+            if decision
+            else "not made"
+        ),
+        "reasons": decision.get("reasons"),
         "rows": ingested.get("rows"),
         "data_sha256": ingested.get("sha256"),
-        "validation": "passed" if validated else "failed or not run",
+        "validation": steps["validate"],
         "candidate_version": candidate.get("version"),
         "candidate_metrics": decision.get("candidate_metrics"),
         "production_version_before": decision.get("production_version"),
         "production_metrics": decision.get("production_metrics"),
-        "decision": (
-            None
-            if not decision
-            else (
-                "forced"
-                if decision.get("forced")
-                else "promote"
-                if decision.get("promote")
-                else "keep production"
-            )
-        ),
-        "reasons": decision.get("reasons"),
-        "promoted_version": (promotion or {}).get("version"),
+        "promoted_version": promotion.get("version"),
         "served_version": deployed.get("version") or (rollback or {}).get("served_version"),
         "canary": (
             {"passed": True, "p95_ms": canary.get("p95_ms"), "rows": canary.get("rows")}
-            if canary
-            else ("failed" if rollback else "not run")
+            if steps["canary"] == "passed" and canary
+            else steps["canary"]
         ),
-        "rollback": rollback,
+        "rollback": rollback if steps["rollback"] == "passed" and rollback else steps["rollback"],
+        "steps": steps,
     }
 
 
-def report_run(*, results: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def report_run(
+    *,
+    results: Mapping[str, Any],
+    states: Mapping[str, str | None],
+    airflow_run_id: str,
+    settings: Settings,
+) -> dict[str, Any]:
     """The run summary, with what the endpoint serves right now (asked, not assumed)."""
     from wine_quality.deployment import served_model
 
-    summary = summarize(results)
+    summary = summarize(results, states, airflow_run_id=airflow_run_id)
     try:
         summary["served_version"] = served_model(settings.model_server_url).get("version")
     except Exception as exc:  # noqa: BLE001 - a summary must not fail on an unreachable server

@@ -40,16 +40,82 @@ def test_main_flow_is_a_chain(dag):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
 
 
-def test_failure_handling_tasks(dag):
+GROUPS = {
+    "data": {"ingest", "validate"},
+    "model": {"train", "evaluate"},
+    "release": {"should_promote", "promote", "deploy", "canary", "rollback"},
+}
+FINAL = {"report", "watcher"}
+
+
+def test_tasks_are_grouped_without_renaming_them(dag):
+    grouped = {}
+    for task in dag.tasks:
+        group = task.task_group.group_id if task.task_group else None
+        grouped.setdefault(group, set()).add(task.task_id)
+    assert {group: grouped.get(group) for group in GROUPS} == GROUPS
+    assert grouped[None] == FINAL  # the root group
+
+
+def test_every_task_has_a_display_name(dag):
+    for task in dag.tasks:
+        assert task.task_display_name, task.task_id
+        assert task.task_display_name != task.task_id, task.task_id
+
+
+def _ancestors(dag, task_id):
+    return dag.get_task(task_id).get_flat_relative_ids(upstream=True)
+
+
+def test_summary_always_runs_and_runs_last(dag):
+    report = dag.get_task("report")
+    assert report.trigger_rule == "all_done"
+    assert report.upstream_task_ids == {"rollback"}
+    # Every other task is an ancestor, so it is done before the summary starts: `rollback`
+    # (ONE_FAILED on both) is done only once `deploy` and `canary` are done.
+    assert _ancestors(dag, "report") == {t.task_id for t in dag.tasks} - FINAL
     rollback = dag.get_task("rollback")
     assert rollback.upstream_task_ids == {"deploy", "canary"}
     assert rollback.trigger_rule == "one_failed"
-    # Not the short-circuit gate: it would skip them along with `promote`.
-    every_task = {t.task_id for t in dag.tasks} - {"report", "watcher", "should_promote"}
-    assert dag.get_task("report").upstream_task_ids == every_task
-    assert dag.get_task("report").trigger_rule == "all_done"
-    assert dag.get_task("watcher").upstream_task_ids == every_task
-    assert dag.get_task("watcher").trigger_rule == "one_failed"
+
+
+def test_a_failure_anywhere_fails_the_run(dag):
+    """Each task's failure reaches the watcher: directly, or as upstream_failed along a path
+    of ALL_SUCCESS tasks (each of which turns an upstream failure into its own)."""
+    watcher = dag.get_task("watcher")
+    assert watcher.trigger_rule == "one_failed"
+    assert watcher.retries == 0
+    assert not watcher.downstream_task_ids
+
+    def reaches_watcher(task_id, seen=()):
+        task = dag.get_task(task_id)
+        if "watcher" in task.downstream_task_ids:
+            return True
+        return any(
+            dag.get_task(d).trigger_rule == "all_success" and reaches_watcher(d, (*seen, d))
+            for d in task.downstream_task_ids
+            if d not in seen
+        )
+
+    for task in dag.tasks:
+        if task.task_id not in FINAL:
+            assert reaches_watcher(task.task_id), task.task_id
+    # The summary fails the run by itself: it is a leaf, and a failed leaf fails the run.
+    assert {t.task_id for t in dag.tasks if not t.downstream_task_ids} == FINAL
+
+
+def test_not_better_ends_green_with_the_release_skipped(dag):
+    gate = dag.get_task("should_promote")
+    assert gate.ignore_downstream_trigger_rules is False
+    # The gate skips `promote` only; `deploy` and `canary` (ALL_SUCCESS) follow the skip,
+    # `rollback` (ONE_FAILED) skips with no failure; the summary and the watcher are not
+    # downstream of the gate, so the summary runs and the watcher skips: a green run.
+    assert gate.downstream_task_ids == {"promote"}
+    for task_id in ("promote", "deploy", "canary"):
+        assert dag.get_task(task_id).trigger_rule == "all_success"
+        assert "should_promote" in _ancestors(dag, task_id)
+    assert dag.get_task("deploy").upstream_task_ids == {"promote"}
+    assert dag.get_task("canary").upstream_task_ids == {"promote", "train", "deploy"}
 
 
 def test_schedule_and_run_settings(dag):
@@ -70,18 +136,63 @@ def test_work_tasks_retry_with_backoff(dag, task_id):
     assert task.retry_exponential_backoff
 
 
-def test_params_are_typed_and_titled(dag):
+def test_params_are_typed_titled_and_described(dag):
     params = dag.params
     expected = {
         "data_uri", "min_improvement", "max_rmse", "min_r2", "alphas", "l1_ratios", "min_rows",
         "canary_rows", "canary_p95_ms", "force_promotion",
     }  # fmt: skip
-    assert expected <= set(params.keys())
+    assert set(params.keys()) == expected
     for name in expected:
-        schema = params.get_param(name).schema
-        assert "type" in schema, name
-        assert "title" in schema, name
+        param = params.get_param(name)
+        assert "type" in param.schema, name
+        assert "title" in param.schema, name
+        assert param.description, name
     assert params["force_promotion"] is False
+
+
+def test_param_defaults_come_from_the_config_module(dag):
+    from wine_quality import config
+
+    assert dict(dag.params) == {
+        "data_uri": None,
+        "min_improvement": config.DEFAULT_MIN_IMPROVEMENT,
+        "max_rmse": config.DEFAULT_MAX_RMSE,
+        "min_r2": config.DEFAULT_MIN_R2,
+        "alphas": list(config.DEFAULT_ALPHAS),
+        "l1_ratios": list(config.DEFAULT_L1_RATIOS),
+        "min_rows": config.MIN_ROWS,
+        "canary_rows": config.DEFAULT_CANARY_ROWS,
+        "canary_p95_ms": config.DEFAULT_CANARY_P95_MS,
+        "force_promotion": False,
+    }
+    assert dag.dag_id == config.DAG_ID
+
+
+EXPECTED_LINKS = {
+    "ingest": set(),
+    "validate": {"MLflow run"},
+    "train": {"MLflow run", "MLflow model version"},
+    "evaluate": {"MLflow model version"},
+    "should_promote": set(),
+    "promote": {"MLflow model version"},
+    "deploy": {"MLflow run", "MLflow model version"},
+    "canary": {"MLflow model version"},
+    "rollback": {"MLflow model version"},
+    "report": {"MLflow model version"},
+    "watcher": set(),
+}
+
+
+def test_extra_links_only_on_tasks_with_something_to_link(dag):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    assert {t.task_id: {link.name for link in t.operator_extra_links} for t in dag.tasks} == (
+        EXPECTED_LINKS
+    )
+    # What the API server sees: the serialized DAG, with no global links from the plugin.
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert {t.task_id: set(t.extra_links) for t in served.tasks} == EXPECTED_LINKS
 
 
 def test_params_reject_bad_values(dag):
@@ -145,4 +256,7 @@ def test_dag_file_imports_only_airflow_and_stdlib_at_top():
             top.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
-    assert top <= {"__future__", "airflow", "functools", "collections", "datetime", "typing"}
+    allowed = {"__future__", "airflow", "functools", "collections", "datetime", "typing"}
+    # The config module (stdlib only) and the links (Airflow + config): the parse probe above
+    # proves neither pulls in anything heavy.
+    assert top <= allowed | {"wine_quality", "mlflow_links"}

@@ -1,4 +1,4 @@
-"""The MLflow links plugin: it loads in Airflow, and builds the right URLs from task outputs."""
+"""The MLflow links: loaded by Airflow, never global, and the right URLs from task outputs."""
 
 from __future__ import annotations
 
@@ -9,11 +9,21 @@ from plugins.mlflow_links import run_link, ui_base, version_link
 BASE = "http://127.0.0.1:5000"
 
 
-def test_plugin_is_loaded_by_airflow():
+def test_plugin_is_loaded_by_airflow_and_adds_no_global_links():
     from airflow import plugins_manager
 
-    names = {link.name for link in plugins_manager.get_global_operator_extra_links()}
-    assert {"MLflow run", "MLflow model version"} <= names
+    assert "wine_mlflow_links" in {info["name"] for info in plugins_manager.get_plugin_info()}
+    assert plugins_manager.get_import_errors() == {}
+    # Global links would put an empty "Extra Links" heading on every task of every DAG.
+    assert plugins_manager.get_global_operator_extra_links() == []
+
+
+def test_names_come_from_the_config_module():
+    from plugins import mlflow_links
+    from wine_quality import config
+
+    assert mlflow_links.MODEL_NAME is config.MODEL_NAME
+    assert mlflow_links.DAG_ID is config.DAG_ID
 
 
 @pytest.mark.parametrize(
@@ -24,11 +34,15 @@ def test_plugin_is_loaded_by_airflow():
         ({"candidate_version": "7", "production_version": "6"}, "",
          f"{BASE}/#/models/ElasticNetWineModel/versions/7"),
         ({"validation_run_id": "r1", "rows": 1599}, f"{BASE}/#/runs/r1", ""),
+        ({"rolled_back": True, "production": "3"}, "",
+         f"{BASE}/#/models/ElasticNetWineModel/versions/3"),
+        ({"airflow_run_id": "manual__2026-01-01", "candidate_version": "5"}, "",
+         f"{BASE}/#/models/ElasticNetWineModel/versions/5"),
         ({"version": None}, "", ""),
         (None, "", ""),
         ("not a dict", "", ""),
     ],
-    ids=["train", "evaluate", "validate", "no-version", "no-xcom", "string"],
+    ids=["train", "evaluate", "validate", "rollback", "summary", "no-version", "no-xcom", "string"],
 )  # fmt: skip
 def test_links_from_task_outputs(value, run, version):
     assert run_link(value, BASE) == run

@@ -321,7 +321,7 @@ def test_registry_and_airflow_metadata_are_in_postgres(postgres, first_run):
         assert (PRODUCTION_ALIAS, 1) in cur.fetchall()
     with closing(postgres.connect("airflow")) as conn, conn.cursor() as cur:
         cur.execute("SELECT run_id, state FROM dag_run WHERE dag_id = 'wine_retraining'")
-        assert (first_run.summary["run_id"], "success") in cur.fetchall()
+        assert (first_run.summary["airflow_run_id"], "success") in cur.fetchall()
 
 
 def test_raw_snapshot_is_in_the_data_bucket_with_its_sha256(prod, s3, first_run, wine_csv):

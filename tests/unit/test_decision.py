@@ -40,13 +40,52 @@ def test_decision_table(candidate, production, policy, promote, forced):
     assert (got_promote, got_forced) == (promote, forced)
     assert reasons
     if not promote:
-        assert any(reason.startswith("FAIL") for reason in reasons)
+        assert any(" not " in r or " above " in r or " below the" in r for r in reasons)
 
 
-def test_reasons_name_the_failing_check():
-    _, reasons, _ = decide(m(0.645, 0.36), m(0.65, 0.35), POLICY)
-    assert "FAIL: RMSE 0.6450 beats production 0.6500 by >= 0.01" in reasons
-    assert "pass: RMSE 0.6450 <= max 0.8" in reasons
+@pytest.mark.parametrize(
+    ("candidate", "production", "policy", "expected"),
+    [
+        (m(0.6505, 0.32), m(0.6505, 0.32), PromotionPolicy(0.8, 0.25, 0.005), [
+            "RMSE 0.6505 is at most the maximum of 0.8",
+            "R² 0.3200 is at least the minimum of 0.25",
+            "RMSE 0.6505 is not at least 0.005 below production's 0.6505",
+        ]),
+        (m(0.60, 0.40), m(0.65, 0.35), POLICY, [
+            "RMSE 0.6000 is at most the maximum of 0.8",
+            "R² 0.4000 is at least the minimum of 0.25",
+            "RMSE 0.6000 is at least 0.01 below production's 0.6500",
+        ]),
+        (m(0.85, 0.20), None, POLICY, [
+            "RMSE 0.8500 is above the maximum of 0.8",
+            "R² 0.2000 is below the minimum of 0.25",
+            "there is no production version yet, so the thresholds alone decide",
+        ]),
+        (m(0.90, 0.10), m(0.65, 0.35), PromotionPolicy(0.8, 0.25, 0.01, force=True), [
+            "RMSE 0.9000 is above the maximum of 0.8",
+            "R² 0.1000 is below the minimum of 0.25",
+            "RMSE 0.9000 is not at least 0.01 below production's 0.6500",
+            "promotion was forced, overriding the rule's verdict",
+        ]),
+    ],
+    ids=["identical-retrain", "beats-prod", "first-fails-both", "forced"],
+)  # fmt: skip
+def test_reasons_say_in_plain_words_what_held_or_failed(candidate, production, policy, expected):
+    assert decide(candidate, production, policy)[1] == expected
+
+
+def test_explain_puts_the_verdict_first():
+    from wine_quality.evaluation import Decision, explain
+
+    promote, reasons, forced = decide(m(0.6505, 0.32), m(0.6505, 0.32), POLICY)
+    decision = Decision(
+        promote=promote, reasons=reasons, candidate_version="2", candidate_metrics=m(0.6505, 0.32),
+        production_version="1", production_metrics=m(0.6505, 0.32), holdout_digest="d",
+        holdout_rows=320, forced=forced,
+    )  # fmt: skip
+    lines = explain(decision).splitlines()
+    assert lines[0] == "Decision: keep production. Candidate version 2 vs production version 1"
+    assert lines[1:] == [f"  - {reason}" for reason in reasons]
 
 
 def test_numpy_and_int_inputs_are_accepted():
