@@ -8,12 +8,13 @@ export ROOT := $(CURDIR)
 # Optional local settings live in .env (see .env.example); scripts/dotenv.sh loads them so that
 # the environment wins over the file.
 
-.PHONY: help venv up down status run test test-unit test-integration lint format bench lock clean reliability
+.PHONY: help venv up down status run airflow test test-unit test-integration lint format bench lock clean reliability
 
 help:
 	@echo "make run    - venv + local stack (MLflow :5000, model server :1234) + one DAG run"
 	@echo "make test   - the whole test suite (starts the services it needs)"
-	@echo "make up / down / status - the local stack only"
+	@echo "make airflow - the local stack + Airflow UI/scheduler on 127.0.0.1:8080 (prints the login)"
+	@echo "make up / down / status - the local stack only; down stops Airflow too"
 	@echo "make lint / format / bench / lock / clean"
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
@@ -35,6 +36,9 @@ status:
 
 run: up
 	scripts/run-dag.sh
+
+airflow: $(STAMP)
+	scripts/airflow.sh up
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

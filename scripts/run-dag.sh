@@ -8,20 +8,8 @@ cd "$ROOT"
 . scripts/airflow-env.sh
 LOGS=$STATE/logs
 mkdir -p "$LOGS"
-WINE_MODEL_SERVER_TOKEN=${WINE_MODEL_SERVER_TOKEN:-$(scripts/stack.sh token)}
-export WINE_MODEL_SERVER_TOKEN
-
-# Tasks reach MLflow's artifact store through the tracking server only: they never hold its
-# storage keys. Data in S3 is read through the Airflow connection WINE_S3_CONN_ID (wine_s3).
-unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN MLFLOW_S3_ENDPOINT_URL
-
-# Migrate once per metadata database (the stamp is keyed by the connection string).
-stamp_file="$AIRFLOW_HOME/.migrated-$(printf '%s' "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" | sha256sum | cut -c1-12)"
-if [ ! -f "$stamp_file" ]; then
-  airflow db migrate > "$LOGS/airflow-db-migrate.log" 2>&1 || {
-    echo "airflow db migrate failed; see $LOGS/airflow-db-migrate.log" >&2; exit 1; }
-  touch "$stamp_file"
-fi
+# Migrate once per metadata database (shared with `make airflow`).
+scripts/airflow.sh migrate || exit 1
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 log=$LOGS/dags-test-$stamp.log

@@ -21,39 +21,9 @@ MODEL_SERVER_PORT=${MODEL_SERVER_PORT:-1234}
 BACKEND_URI=${BACKEND_URI:-sqlite:///$STATE/mlflow/mlflow.db}
 ARTIFACT_ROOT=${ARTIFACT_ROOT:-$STATE/mlflow/artifacts}
 
-log() { printf '[stack] %s\n' "$*" >&2; }
+. "$ROOT/scripts/procs.sh"
 
-alive() {  # alive NAME: the pid file names a live process that we started
-  local pidfile=$RUN/$1.pid pid
-  [ -f "$pidfile" ] || return 1
-  pid=$(cat "$pidfile")
-  # Guard against a recycled pid: the process must still be running the command we started.
-  kill -0 "$pid" 2>/dev/null && [ -r "/proc/$pid/cmdline" ] &&
-    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$(head -n1 "$RUN/$1.cmd")"
-}
-
-wait_http() {  # wait_http URL SECONDS NAME
-  local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
-    if [ $SECONDS -ge $deadline ]; then
-      log "$3 did not answer $1 within $2 s; last log lines:"
-      tail -n 30 "$LOGS/$3.log" >&2 || true
-      return 1
-    fi
-    sleep 0.5
-  done
-}
-
-start() {  # start NAME CMD...: in its own session, so `down` can stop the whole group
-  local name=$1; shift
-  if alive "$name"; then log "$name already running (pid $(cat "$RUN/$name.pid"))"; return 0; fi
-  echo "$1" > "$RUN/$name.cmd"
-  setsid "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
-  echo $! > "$RUN/$name.pid"
-  log "started $name (pid $!), log: $LOGS/$name.log"
-}
-
-token() {
+token() {  # the reload token: WINE_MODEL_SERVER_TOKEN, else one generated once (airflow-env.sh reads it too)
   if [ -n "${WINE_MODEL_SERVER_TOKEN:-}" ]; then printf '%s' "$WINE_MODEL_SERVER_TOKEN"; return; fi
   if [ ! -s "$STATE/model-server.token" ]; then
     (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$STATE/model-server.token")
@@ -85,21 +55,26 @@ up() {
   log "MLflow UI: http://$MLFLOW_HOST:$MLFLOW_PORT  model server: http://$MODEL_SERVER_HOST:$MODEL_SERVER_PORT"
 }
 
-stop() {  # stop NAME: TERM the process group we started, then KILL what is left
-  local name=$1 pid
-  if ! alive "$name"; then rm -f "$RUN/$name.pid" "$RUN/$name.cmd"; return 0; fi
-  pid=$(cat "$RUN/$name.pid")
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$RUN/$name.pid" "$RUN/$name.cmd"
-  log "stopped $name (pid $pid)"
+others() {  # the processes airflow.sh started in this state folder (Airflow, Celery workers)
+  local f
+  for f in "$RUN"/*.pid; do
+    [ -e "$f" ] || continue
+    f=${f##*/}; f=${f%.pid}
+    case "$f" in mlflow|model-server) ;; *) echo "$f" ;; esac
+  done
 }
 
-down() { stop model-server; stop mlflow; }
+# Everything `make up` and `make airflow` started, and only that: Airflow first (a worker's
+# warm shutdown lets a running task finish), then the model server, then MLflow.
+down() {
+  local name
+  for name in $(others); do stop "$name" 30; done
+  stop model-server; stop mlflow
+}
 
 status() {
-  for name in mlflow model-server; do
+  local name
+  for name in mlflow model-server $(others); do
     if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }
