@@ -1,0 +1,140 @@
+"""`make airflow`: the UI, the REST API and the nightly scheduler on the local stack.
+
+Airflow runs through scripts/airflow.sh exactly as `make airflow` starts it (LocalExecutor on a
+SQLite home, API server on loopback), beside the MLflow server and model server of
+scripts/stack.sh. Runs are made by the scheduler itself — unpausing, a backfill, the REST API —
+never by `airflow dags test`, so the task runners' environment (the model-server token above
+all) is what a user's scheduler gives them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from tests.integration.airflow import AirflowApi, airflow_running, listening_addresses
+from tests.integration.stack import Stack, running, stack_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RUN_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, wine_csv):
+    state = tmp_path_factory.mktemp("airflow-local")
+    env = {**stack_env(state), "WINE_DATA_URI": str(wine_csv)}
+    with running(Stack(state=state, env=env)) as stack, airflow_running(stack) as api:
+        api.wait_for_dag()
+        yield stack, api
+
+
+def _wait_for_run(api: AirflowApi, run_type: str, timeout: float = 60) -> dict:
+    """The first run of ``run_type`` the scheduler created, once it exists."""
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    while datetime.now(UTC) < deadline:
+        found = [r for r in api.runs() if r["run_type"] == run_type]
+        if found:
+            return found[0]
+        time.sleep(1)
+    raise TimeoutError(f"the scheduler created no {run_type} run within {timeout} s")
+
+
+def test_ui_answers_on_loopback_only(live):
+    stack, api = live
+    page = requests.get(api.base_url + "/", timeout=30)
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert api.get("/monitor/health")["scheduler"]["status"] == "healthy"
+    pids = {pid for name, pid in stack.pids().items() if name.startswith("airflow-")}
+    assert len(pids) == 4, stack.pids()
+    addresses = listening_addresses(pids)
+    assert addresses, "the API server listens somewhere"
+    assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
+    # The log servers (8793, 8794 by default) are off, not bound to every interface.
+    assert not [a for a in addresses if a.endswith((":8793", ":8794"))]
+
+
+def test_unpausing_runs_last_night_then_a_backfilled_night_keeps_production(live):
+    stack, api = live
+    # catchup=False: unpausing starts the latest missed 02:00 run at once, nothing older.
+    api.set_paused(False)
+    scheduled = _wait_for_run(api, "scheduled")
+    assert scheduled["dag_run_id"].startswith("scheduled__")
+    assert scheduled["logical_date"].endswith("T02:00:00Z")
+    done = api.wait_run(scheduled["dag_run_id"], RUN_TIMEOUT)
+    assert done["state"] == "success", api.states(scheduled["dag_run_id"])
+    first = api.xcom(scheduled["dag_run_id"], "report")
+    assert first["decision"] == "promote"
+    assert first["served_version"] == stack.production() == stack.served()["version"]
+    assert len([r for r in api.runs() if r["run_type"] == "scheduled"]) == 1
+
+    # A night the scheduler missed, through a backfill it executes itself, on unchanged data:
+    # the same model again, which is not better, so production stays.
+    night = datetime.fromisoformat(scheduled["logical_date"]) - timedelta(days=3)
+    backfill = api.request(
+        "POST",
+        "/backfills",
+        json={"dag_id": "wine_retraining", "from_date": night.isoformat(),
+              "to_date": night.isoformat()},
+    )  # fmt: skip
+    assert backfill.status_code == 200, backfill.text
+    backfilled = _wait_for_run(api, "backfill")
+    assert datetime.fromisoformat(backfilled["logical_date"]) == night
+    done = api.wait_run(backfilled["dag_run_id"], RUN_TIMEOUT)
+    assert done["state"] == "success", api.states(backfilled["dag_run_id"])
+    second = api.xcom(backfilled["dag_run_id"], "report")
+    assert second["decision"] == "keep production"
+    assert second["promoted_version"] is None
+    assert stack.production() == first["served_version"] == stack.served()["version"]
+    states = api.states(backfilled["dag_run_id"])
+    assert states["promote"] == states["deploy"] == states["canary"] == "skipped"
+
+
+def test_rest_trigger_with_force_promotion_is_served(live):
+    stack, api = live
+    before = stack.versions()
+    run_id = api.trigger({"force_promotion": True})
+    done = api.wait_run(run_id, RUN_TIMEOUT)
+    assert done["state"] == "success", api.states(run_id)
+    summary = api.xcom(run_id, "report")
+    assert summary["decision"] == "forced"
+    new = summary["promoted_version"]
+    assert new not in before
+    assert new in stack.versions()
+    # Deploy needs the model server's token: the scheduler's task runners have it.
+    assert stack.production() == new == stack.served()["version"] == summary["served_version"]
+    assert summary["canary"]["passed"] is True
+    tis = api.task_instances(run_id)
+    assert {t["task_id"] for t in tis if t["state"] == "success"} >= {"deploy", "canary"}
+
+
+def test_unknown_conf_key_fails_the_run_at_once_naming_it(live):
+    stack, api = live
+    before = stack.versions()
+    started = datetime.now(UTC)
+    run_id = api.trigger({"max_rsme": 0.7})
+    done = api.wait_run(run_id, 120)
+    assert done["state"] == "failed"
+    assert (datetime.now(UTC) - started).total_seconds() < 90
+    failed = [t for t in api.task_instances(run_id) if t["state"] == "failed"]
+    assert failed
+    logs = "".join(
+        json.dumps(
+            api.get(
+                f"/dags/wine_retraining/dagRuns/{run_id}/taskInstances/{t['task_id']}/logs/"
+                f"{t['try_number']}",
+                params={"full_content": True},
+            )
+        )
+        for t in failed
+    )
+    assert "max_rsme" in logs
+    assert "max_rmse" in logs  # the valid keys are listed
+    # Nothing was trained or registered.
+    assert stack.versions() == before
+    assert all(t["try_number"] <= 1 for t in failed)
