@@ -51,6 +51,16 @@ RUNBOOK_PAYLOAD: dict = {
     }
 }
 
+def model_uri(version: str | int, name: str = MODEL_NAME) -> str:
+    """The registry URI of one model version (``models:/<name>/<version>``)."""
+    return f"models:/{name}/{version}"
+
+
+def alias_uri(alias: str = PRODUCTION_ALIAS, name: str = MODEL_NAME) -> str:
+    """The registry URI that follows an alias (``models:/<name>@<alias>``)."""
+    return f"models:/{name}@{alias}"
+
+
 SEED = 42
 HOLDOUT_FRACTION = 0.2
 CV_FOLDS = 5
