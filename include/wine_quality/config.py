@@ -51,6 +51,7 @@ RUNBOOK_PAYLOAD: dict = {
     }
 }
 
+
 def model_uri(version: str | int, name: str = MODEL_NAME) -> str:
     """The registry URI of one model version (``models:/<name>/<version>``)."""
     return f"models:/{name}/{version}"
