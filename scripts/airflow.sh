@@ -74,14 +74,25 @@ worker() {  # worker NAME [CONCURRENCY]: a Celery worker that records NAME as it
 }
 
 down() {
-  local i
-  for name in $(ls "$RUN" 2>/dev/null | sed -n 's/^\(celery-worker-.*\)\.pid$/\1/p'); do stop "$name" 30; done
-  for ((i=${#COMPONENTS[@]}-1; i>=0; i--)); do stop "${COMPONENTS[$i]}" 30; done
+  local name pid
+  # A worker's warm shutdown: TERM to its main process alone lets running tasks finish (TERM to
+  # the whole group would also reach the pool and kill them); whatever is left is stopped after.
+  for name in $(ls "$RUN" 2>/dev/null | sed -n 's/^\(celery-worker-.*\)\.pid$/\1/p'); do
+    if alive "$name"; then
+      pid=$(cat "$RUN/$name.pid")
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 240); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    fi
+    stop "$name" 10
+  done
+  # The components do not depend on each other to stop: in parallel, each with its own grace.
+  for name in "${COMPONENTS[@]}"; do stop "$name" 30 & done
+  wait
 }
 
 status() {
   local name
-  for name in "${COMPONENTS[@]}"; do
+  for name in "${COMPONENTS[@]}" $(ls "$RUN" 2>/dev/null | sed -n 's/^\(celery-worker-.*\)\.pid$/\1/p'); do
     if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }

@@ -68,6 +68,7 @@ others() {  # the processes airflow.sh started in this state folder (Airflow, Ce
 # warm shutdown lets a running task finish), then the model server, then MLflow.
 down() {
   local name
+  "$ROOT/scripts/airflow.sh" down
   for name in $(others); do stop "$name" 30; done
   stop model-server; stop mlflow
 }
