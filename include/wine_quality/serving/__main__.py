@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from wine_quality.serving.app import ServerSettings, create_app
+    from wine_quality.serving.app import create_app
+    from wine_quality.serving.settings import ServerSettings
 
     try:
         settings = ServerSettings.from_env()

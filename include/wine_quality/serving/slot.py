@@ -1,0 +1,247 @@
+"""The model slot: which registered version is served, and the only code that replaces it.
+
+This module owns loading a version (download its artifacts, build MLflow's own scoring app
+around it with ``mlflow.pyfunc.scoring_server.init``), resolving the alias in the registry, the
+swap (one assignment of ``ModelSlot.current`` on the event loop, so a request in flight finishes
+on the version it started with) and the background loop that loads at start, retries while
+nothing is served and, if asked, follows the alias. A reload that fails leaves what is served
+unchanged and says why (``ReloadError`` and its kinds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from wine_quality import config
+from wine_quality.serving.limits import short
+from wine_quality.serving.settings import ServerSettings, parse_model_uri
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from starlette.types import ASGIApp
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded registered version and the MLflow scoring app built around it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    loaded_at: str
+    app: ASGIApp = field(repr=False, compare=False)
+    # Owns the downloaded artifacts; removed when the last request using this version is done.
+    workdir: tempfile.TemporaryDirectory[str] = field(repr=False, compare=False)
+
+    @property
+    def model_uri(self) -> str:
+        """The pinned URI that was loaded (not the alias, which may have moved since)."""
+        return config.model_uri(self.version, self.name)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``/served-model`` document."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "model_uri": self.model_uri,
+            "run_id": self.run_id,
+            "loaded_at": self.loaded_at,
+        }
+
+
+class ReloadError(Exception):
+    """A reload that left what is served unchanged; ``status`` is the HTTP answer."""
+
+    status = 502
+    code = "RELOAD_FAILED"
+
+
+class VersionConflict(ReloadError):
+    """The caller asked for a version the alias does not point to."""
+
+    status = 409
+    code = "VERSION_CONFLICT"
+
+
+class RegistryUnavailable(ReloadError):
+    """The tracking server could not be asked where the alias points."""
+
+    code = "REGISTRY_UNAVAILABLE"
+
+
+class LoadFailed(ReloadError):
+    """The alias target could not be downloaded or loaded."""
+
+    code = "LOAD_FAILED"
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a reload did."""
+
+    version: str | None
+    previous_version: str | None
+    changed: bool
+
+
+def _is_missing(exc: Exception) -> bool:
+    """Whether the registry said "no such model or alias" (as opposed to failing)."""
+    code = getattr(exc, "error_code", "")
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    # MLflow reports a missing alias of an existing model as INVALID_PARAMETER_VALUE.
+    message = str(getattr(exc, "message", exc))
+    return code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
+
+
+class ModelSlot:
+    """The single reference to what is served, and the only code that replaces it.
+
+    ``current`` is read once per request and replaced by one assignment on the event loop, so a
+    reader gets either the old ``ServedModel`` or the new one, never a mix. ``sync`` holds a lock
+    for its whole resolve-load-swap sequence, so concurrent reloads (admin, poll, retry) run one
+    after another.
+    """
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.name, self.alias = parse_model_uri(settings.model_uri)
+        self.current: ServedModel | None = None
+        self.reason = "starting: no model loaded yet"
+        self._lock = asyncio.Lock()
+        self._failed_version: str | None = None  # Logged with its traceback once, not per retry.
+
+    def _set_reason(self, reason: str) -> None:
+        # Logged only when it changes: the retry loop would otherwise log it every few seconds.
+        if reason != self.reason:
+            logger.warning("%s", reason)
+        self.reason = reason
+
+    async def sync(self, requested: str | None = None) -> SyncResult:
+        """Resolve the alias, load its version if it is not the one served, and swap it in.
+
+        Args:
+            requested: The version the caller expects the alias to name; checked, not obeyed.
+
+        Returns:
+            The version served afterwards and the one served before.
+
+        Raises:
+            RegistryUnavailable: The alias could not be resolved; nothing changed.
+            VersionConflict: ``requested`` is not the alias target; nothing changed.
+            LoadFailed: The target could not be loaded; the previous version is still served.
+        """
+        async with self._lock:
+            previous = self.current
+            previous_version = previous.version if previous else None
+            try:
+                target = await asyncio.to_thread(self._resolve)
+            except Exception as exc:
+                reason = (
+                    f"cannot resolve {self.settings.model_uri} at {self.settings.tracking_uri}:"
+                    f" {short(exc, 200)}"
+                )
+                self._set_reason(reason)
+                raise RegistryUnavailable(reason) from exc
+            target_version = str(target.version) if target is not None else None
+            if requested is not None and requested != target_version:
+                raise VersionConflict(
+                    f"alias {self.alias!r} points to version {target_version}, not {requested};"
+                    " the server serves only the alias target"
+                )
+            if target is None:
+                self._set_reason(f"no version of {self.name} has the alias {self.alias!r}")
+                if previous is not None:
+                    # The server serves the alias target, and there is none any more.
+                    self.current = None
+                    logger.warning(
+                        "unloaded %s version %s: alias removed", self.name, previous_version
+                    )
+                return SyncResult(None, previous_version, changed=previous is not None)
+            if target_version == previous_version:
+                return SyncResult(target_version, previous_version, changed=False)
+            try:
+                served = await asyncio.to_thread(self._load, target)
+            # A model's own code may raise anything while loading; the old version stays served.
+            except Exception as exc:
+                message = f"could not load version {target_version}: {short(exc, 200)}"
+                if self._failed_version != target_version:
+                    logger.exception("loading %s version %s failed", self.name, target_version)
+                else:
+                    logger.warning("%s", message)
+                self._failed_version = target_version
+                if previous is None:
+                    self._set_reason(message)
+                raise LoadFailed(message) from exc
+            self.current = served  # The swap: one assignment, on the event loop.
+            self._failed_version = None
+            logger.info(
+                "serving %s version %s (run %s, was %s)",
+                self.name, served.version, served.run_id, previous_version,
+            )  # fmt: skip
+            return SyncResult(served.version, previous_version, changed=True)
+
+    def _resolve(self) -> ModelVersion | None:
+        from mlflow import MlflowClient
+
+        uri = self.settings.tracking_uri
+        try:
+            return MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
+                self.name, self.alias
+            )
+        except Exception as exc:
+            if _is_missing(exc):
+                return None
+            raise
+
+    def _load(self, target: ModelVersion) -> ServedModel:
+        import mlflow.pyfunc
+        from mlflow.artifacts import download_artifacts
+        from mlflow.pyfunc import scoring_server
+
+        version = str(target.version)
+        uri = self.settings.tracking_uri
+        # Kept by the ServedModel rather than closed here: pyfunc models may read it lazily.
+        workdir = tempfile.TemporaryDirectory(prefix=f"wine-model-v{version}-")
+        try:
+            local = download_artifacts(
+                artifact_uri=config.model_uri(version, self.name),
+                dst_path=workdir.name,
+                tracking_uri=uri,
+                registry_uri=uri,
+            )
+            app = scoring_server.init(mlflow.pyfunc.load_model(local))
+        except BaseException:
+            workdir.cleanup()
+            raise
+        return ServedModel(
+            name=self.name,
+            version=version,
+            run_id=target.run_id or None,
+            loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            app=app,
+            workdir=workdir,
+        )
+
+    async def keep_in_sync(self) -> None:
+        """Background loop: load when nothing is served, and follow the alias if polling is on."""
+        settings = self.settings
+        while True:
+            polling = self.current is not None and settings.poll_seconds > 0
+            if self.current is None or polling:
+                try:
+                    await self.sync()
+                except ReloadError:
+                    pass  # Already logged; try again next round.
+                # A bug here must not end the loop: the server would never load again.
+                except Exception:
+                    logger.exception("model loader failed; trying again")
+            delay = settings.poll_seconds if polling else settings.retry_seconds
+            await asyncio.sleep(delay)
