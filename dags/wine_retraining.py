@@ -341,6 +341,10 @@ def wine_retraining() -> None:
         if path := os.environ.get("WINE_RUN_SUMMARY_FILE"):
             with open(path, "w") as handle:
                 handle.write(text)
+        from wine_quality.run_note import publish_note
+
+        # The decision on the run's page, where a person looks first.
+        publish_note(summary, dag_id=ti.dag_id, run_id=run_id)
         return summary
 
     @task(

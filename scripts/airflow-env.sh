@@ -40,8 +40,14 @@ AIRFLOW__API__SECRET_KEY=${AIRFLOW__API__SECRET_KEY:-$(_wine_secret airflow-api.
 export AIRFLOW__API__SECRET_KEY
 # The UI login: user admin, password WINE_AIRFLOW_PASSWORD or one generated once (airflow.sh
 # writes it where the simple auth manager reads it).
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}
+# `pipeline` (role user) is the tasks' own login: the summary writes the run's decision as the
+# run's note through the REST API (the task SDK cannot set notes).
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin,pipeline:user}
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$STATE/airflow-passwords.json
+export WINE_AIRFLOW_API_URL=${WINE_AIRFLOW_API_URL:-$AIRFLOW__API__BASE_URL}
+export WINE_AIRFLOW_API_USER=${WINE_AIRFLOW_API_USER:-pipeline}
+WINE_AIRFLOW_API_PASSWORD=${WINE_AIRFLOW_API_PASSWORD:-$(_wine_secret airflow-pipeline.password)}
+export WINE_AIRFLOW_API_PASSWORD
 # A worker's name in the task instance records (distinct per Celery worker on one machine).
 export AIRFLOW__CORE__HOSTNAME_CALLABLE=${AIRFLOW__CORE__HOSTNAME_CALLABLE:-wine_quality.runtime.hostname}
 

@@ -41,7 +41,9 @@ password() {  # the admin password: WINE_AIRFLOW_PASSWORD, else generated once i
 write_passwords() {  # where the simple auth manager reads them; it only generates for a missing user
   local pw
   pw=$(password)
-  (umask 077; WINE_PW="$pw" python3 -c 'import json, os, sys; json.dump({"admin": os.environ["WINE_PW"]}, sys.stdout)' \
+  (umask 077; WINE_PW="$pw" python3 -c 'import json, os, sys
+json.dump({"admin": os.environ["WINE_PW"],
+           os.environ["WINE_AIRFLOW_API_USER"]: os.environ["WINE_AIRFLOW_API_PASSWORD"]}, sys.stdout)' \
     > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
 }
 

@@ -70,6 +70,10 @@ def test_unpausing_runs_last_night_then_a_backfilled_night_keeps_production(live
     assert done["state"] == "success", api.states(scheduled["dag_run_id"])
     first = api.xcom(scheduled["dag_run_id"], "report")
     assert first["decision"] == "promote"
+    # The decision is the run's note, written by the tasks' own login.
+    note = api.run(scheduled["dag_run_id"])["note"]
+    assert note.splitlines()[0] == "**Decision: promote**"
+    assert all(f"- {reason}" in note for reason in first["reasons"])
     assert first["served_version"] == stack.production() == stack.served()["version"]
     assert len([r for r in api.runs() if r["run_type"] == "scheduled"]) == 1
 
@@ -103,6 +107,7 @@ def test_rest_trigger_with_force_promotion_is_served(live):
     assert done["state"] == "success", api.states(run_id)
     summary = api.xcom(run_id, "report")
     assert summary["decision"] == "forced"
+    assert api.run(run_id)["note"].startswith("**Decision: forced**")
     new = summary["promoted_version"]
     assert new not in before
     assert new in stack.versions()
