@@ -6,7 +6,6 @@ is given, which must be on this machine (loopback), and it stops by itself.
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections import Counter
@@ -15,6 +14,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
+
+from wine_quality.stats import percentile
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -44,16 +45,20 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         latencies = sorted(s.seconds * 1000 for s in self.samples if s.status == 200)
-        quantiles = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
+
+        def at(q: float) -> float:
+            # The canary's nearest-rank percentile, so bench and canary quote the same figure.
+            return round(percentile(latencies, q), 2) if latencies else 0.0
+
         return {
             "requests": len(self.samples),
             "failed": len(self.failed),
             "duration_s": round(self.duration, 2),
             "throughput_rps": round(len(self.samples) / self.duration, 1) if self.duration else 0,
             "latency_ms": {
-                "p50": round(quantiles[49], 2),
-                "p95": round(quantiles[94], 2),
-                "p99": round(quantiles[98], 2),
+                "p50": at(50),
+                "p95": at(95),
+                "p99": at(99),
                 "max": round(latencies[-1], 2) if latencies else 0.0,
             },
             "versions": dict(Counter(s.version for s in self.samples)),

@@ -196,67 +196,85 @@ def wine_retraining() -> None:
     @task(task_display_name="Ingest raw data")
     @pipeline_step
     def ingest(**context: Any) -> dict[str, Any]:
-        from wine_quality.pipeline import ingest_data
+        from wine_quality.data import ingest
+        from wine_quality.xcom import to_xcom
 
         # First, before any work: a misspelt setting would otherwise be ignored silently. Here
         # rather than in a task of its own, which would cost a worker slot and a graph node.
         config.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
         settings = _settings()
-        data_uri = context["params"]["data_uri"]
+        data_uri = context["params"]["data_uri"] or settings.data_uri
         logical_date = context.get("logical_date")
-        return ingest_data(
-            data_uri=data_uri,
-            settings=settings,
-            snapshot_key=logical_date.isoformat() if logical_date else context["run_id"],
-            s3_client=_s3_client(
-                settings.s3_conn_id, data_uri or settings.data_uri, settings.staging_uri
-            ),
+        return to_xcom(
+            ingest(
+                data_uri,
+                settings.staging_uri,
+                logical_date.isoformat() if logical_date else context["run_id"],
+                s3_client=_s3_client(settings.s3_conn_id, data_uri, settings.staging_uri),
+            )
         )
 
     @task(task_display_name="Validate data (GX)")
     @pipeline_step
     def validate(ingested: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from wine_quality.pipeline import validate_data
+        from wine_quality.data import IngestResult
+        from wine_quality.validation_run import validate_snapshot
+        from wine_quality.xcom import from_xcom, to_xcom
 
         settings = _settings()
-        return validate_data(
-            ingested=ingested,
-            settings=settings,
-            s3_client=_s3_client(settings.s3_conn_id, ingested["snapshot_uri"]),
-            airflow_run_id=context["run_id"],
-            min_rows=context["params"]["min_rows"],
+        return to_xcom(
+            validate_snapshot(
+                from_xcom(IngestResult, ingested),
+                tracking_uri=settings.tracking_uri,
+                experiment_name=config.EXPERIMENT_NAME,
+                airflow_run_id=context["run_id"],
+                min_rows=context["params"]["min_rows"],
+                s3_client=_s3_client(settings.s3_conn_id, ingested["snapshot_uri"]),
+            )
         )
 
     @task(task_display_name="Train and register candidate")
     @pipeline_step
     def train(ingested: dict[str, Any], validated: dict[str, Any], **context: Any) -> dict:
-        from wine_quality.pipeline import train_candidate
+        from wine_quality.data import IngestResult
+        from wine_quality.training import train_from_snapshot
+        from wine_quality.xcom import from_xcom, to_xcom
 
         settings = _settings()
-        return train_candidate(
-            ingested=ingested,
-            settings=settings,
-            s3_client=_s3_client(settings.s3_conn_id, ingested["snapshot_uri"]),
-            alphas=context["params"]["alphas"],
-            l1_ratios=context["params"]["l1_ratios"],
-            dag_id=context["dag"].dag_id,
-            airflow_run_id=context["run_id"],
+        return to_xcom(
+            train_from_snapshot(
+                from_xcom(IngestResult, ingested),
+                tracking_uri=settings.tracking_uri,
+                experiment_name=config.EXPERIMENT_NAME,
+                alphas=context["params"]["alphas"],
+                l1_ratios=context["params"]["l1_ratios"],
+                dag_id=context["dag"].dag_id,
+                airflow_run_id=context["run_id"],
+                s3_client=_s3_client(settings.s3_conn_id, ingested["snapshot_uri"]),
+            )
         )
 
     @task(task_display_name="Compare with production")
     @pipeline_step
     def evaluate(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from wine_quality.pipeline import compare_candidate
+        from wine_quality.evaluation import PromotionPolicy, compare_with_production
+        from wine_quality.training import Candidate
+        from wine_quality.xcom import from_xcom, to_xcom
 
         params = context["params"]
-        return compare_candidate(
-            candidate=candidate,
-            settings=_settings(),
-            max_rmse=params["max_rmse"],
-            min_r2=params["min_r2"],
-            min_improvement=params["min_improvement"],
-            force=params["force_promotion"],
-            airflow_run_id=context["run_id"],
+        return to_xcom(
+            compare_with_production(
+                tracking_uri=_settings().tracking_uri,
+                experiment_name=config.EXPERIMENT_NAME,
+                candidate=from_xcom(Candidate, candidate),
+                policy=PromotionPolicy(
+                    max_rmse=params["max_rmse"],
+                    min_r2=params["min_r2"],
+                    min_improvement=params["min_improvement"],
+                    force=params["force_promotion"],
+                ),
+                airflow_run_id=context["run_id"],
+            )
         )
 
     @task.short_circuit(
@@ -264,25 +282,44 @@ def wine_retraining() -> None:
     )
     @pipeline_step
     def should_promote(decision: dict[str, Any]) -> bool:
-        from wine_quality.pipeline import promotion_wanted
+        from wine_quality.evaluation import Decision, promotion_wanted
+        from wine_quality.xcom import from_xcom
 
-        return promotion_wanted(decision)
+        return promotion_wanted(from_xcom(Decision, decision))
 
     @task(task_display_name="Promote to production")
     @pipeline_step
     def promote(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from wine_quality.pipeline import promote_candidate
+        from wine_quality.evaluation import Decision
+        from wine_quality.registry import promote
+        from wine_quality.xcom import from_xcom, to_xcom
 
-        return promote_candidate(
-            decision=decision, settings=_settings(), airflow_run_id=context["run_id"]
+        compared = from_xcom(Decision, decision)
+        return to_xcom(
+            promote(
+                tracking_uri=_settings().tracking_uri,
+                version=compared.candidate_version,
+                expected_production=compared.production_version,
+                airflow_run_id=context["run_id"],
+                forced=compared.forced,
+            )
         )
 
     @task(task_display_name="Deploy to model server")
     @pipeline_step
     def deploy(promotion: dict[str, Any]) -> dict[str, Any]:
-        from wine_quality.pipeline import deploy_production
+        from wine_quality.deployment import deploy
+        from wine_quality.registry import Promotion
+        from wine_quality.xcom import from_xcom, to_xcom
 
-        return deploy_production(promotion=promotion, settings=_settings())
+        settings = _settings()
+        return to_xcom(
+            deploy(
+                server_url=settings.model_server_url,
+                token=settings.model_server_token,
+                expected_version=from_xcom(Promotion, promotion).version,
+            )
+        )
 
     @task(task_display_name="Canary the endpoint")
     @pipeline_step
@@ -292,15 +329,21 @@ def wine_retraining() -> None:
         deployed: dict[str, Any],
         **context: Any,
     ) -> dict[str, Any]:
-        from wine_quality.pipeline import canary_check
+        from wine_quality.canary import run_canary
+        from wine_quality.registry import Promotion
+        from wine_quality.training import Candidate
+        from wine_quality.xcom import from_xcom, to_xcom
 
-        params = context["params"]
-        return canary_check(
-            promotion=promotion,
-            candidate=candidate,
-            settings=_settings(),
-            sample_rows=params["canary_rows"],
-            p95_budget_ms=params["canary_p95_ms"],
+        settings, params = _settings(), context["params"]
+        return to_xcom(
+            run_canary(
+                tracking_uri=settings.tracking_uri,
+                server_url=settings.model_server_url,
+                version=from_xcom(Promotion, promotion).version,
+                holdout_uri=from_xcom(Candidate, candidate).holdout_uri,
+                sample_rows=params["canary_rows"],
+                p95_budget_ms=params["canary_p95_ms"],
+            )
         )
 
     @task(task_display_name="Roll back production", trigger_rule=TriggerRule.ONE_FAILED)
@@ -308,44 +351,40 @@ def wine_retraining() -> None:
     def rollback(**context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from wine_quality.pipeline import rollback_production
+        from wine_quality.deployment import rollback_and_redeploy
+        from wine_quality.registry import Promotion
+        from wine_quality.xcom import from_xcom, to_xcom
 
         # ONE_FAILED also fires on upstream_failed; only a promotion that happened is undone.
         promotion = context["ti"].xcom_pull(task_ids="promote")
         if not promotion:
             raise AirflowSkipException("nothing was promoted in this run: nothing to roll back")
-        reason = f"deploy or canary failed in run {context['run_id']}"
-        return rollback_production(
-            version=promotion["version"], settings=_settings(), reason=reason
+        settings = _settings()
+        return to_xcom(
+            rollback_and_redeploy(
+                tracking_uri=settings.tracking_uri,
+                server_url=settings.model_server_url,
+                token=settings.model_server_token,
+                failed_version=from_xcom(Promotion, promotion).version,
+                reason=f"deploy or canary failed in run {context['run_id']}",
+            )
         )
 
     @task(task_display_name="Summary", trigger_rule=TriggerRule.ALL_DONE)
     @pipeline_step
     def report(**context: Any) -> dict[str, Any]:
-        import json
-        import logging
-        import os
-
-        from wine_quality.pipeline import STEPS, report_run
+        from wine_quality.summary import STEPS, StepResults, report_run
 
         ti, run_id = context["ti"], context["run_id"]
-        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
-        summary = report_run(
-            results={name: ti.xcom_pull(task_ids=name) for name in STEPS},
-            states=states,
+        settings = _settings()
+        return report_run(
+            StepResults.from_xcom({name: ti.xcom_pull(task_ids=name) for name in STEPS}),
+            ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {}),
             airflow_run_id=run_id,
-            settings=_settings(),
+            server_url=settings.model_server_url,
+            summary_file=settings.run_summary_file,
+            note_for_dag=ti.dag_id,
         )
-        text = json.dumps(summary, indent=2, ensure_ascii=False)
-        logging.getLogger(__name__).info("run summary:\n%s", text)
-        if path := os.environ.get("WINE_RUN_SUMMARY_FILE"):
-            with open(path, "w") as handle:
-                handle.write(text)
-        from wine_quality.run_note import publish_note
-
-        # The decision on the run's page, where a person looks first.
-        publish_note(summary, dag_id=ti.dag_id, run_id=run_id)
-        return summary
 
     @task(
         task_display_name="Fail the run if a task failed",

@@ -7,13 +7,19 @@ the offline model's for the same rows, and a p95 latency within budget.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from wine_quality.config import FEATURES, PREDICTION_TOLERANCE, RUNBOOK_PAYLOAD
+from wine_quality.config import FEATURES, PREDICTION_TOLERANCE, RUNBOOK_PAYLOAD, SEED, model_uri
 from wine_quality.errors import CanaryError
+from wine_quality.stats import percentile
+from wine_quality.tracking import using
+from wine_quality.training import load_holdout
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,19 +33,6 @@ class CanaryReport:
     p95_ms: float
     max_abs_diff: float
     failures: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for XCom."""
-        return asdict(self)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (no interpolation: a p95 of 20 samples is a real sample)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def canary_payloads(sample: Any) -> list[dict[str, Any]]:
@@ -127,7 +120,7 @@ def run_canary(
     holdout_uri: str,
     sample_rows: int,
     p95_budget_ms: float,
-    seed: int,
+    seed: int = SEED,
 ) -> CanaryReport:
     """Run the canary against the deployed endpoint for the promoted ``version``.
 
@@ -135,15 +128,13 @@ def run_canary(
         CanaryError: Any check failed; the message lists what.
     """
     import mlflow
-
-    from wine_quality.config import MODEL_NAME
-    from wine_quality.evaluation import load_holdout
+    import pandas as pd
 
     holdout = load_holdout(holdout_uri, tracking_uri)
     sample = holdout.sample(n=min(sample_rows, len(holdout)), random_state=seed)
     payloads = canary_payloads(sample)
-    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
-    import pandas as pd
+    with using(tracking_uri):
+        model = mlflow.pyfunc.load_model(model_uri(version))
 
     expected = [
         [
@@ -166,4 +157,5 @@ def run_canary(
             f"canary failed for version {version} ({len(report.failures)} problems): "
             + "; ".join(report.failures[:5])
         )
+    log.info("canary passed: %s", asdict(report))
     return report

@@ -97,6 +97,8 @@ class Settings:
         s3_conn_id: Airflow connection for ``s3://`` data and snapshots (``WINE_S3_CONN_ID``);
             its extra carries the endpoint (MinIO). MLflow's artifact store is not reached with
             it: artifacts go through the tracking server.
+        run_summary_file: Where the ``Summary`` task also writes the run summary as JSON
+            (``WINE_RUN_SUMMARY_FILE``); None: nowhere.
     """
 
     tracking_uri: str = TRACKING_URI_DEFAULT
@@ -105,6 +107,7 @@ class Settings:
     data_uri: str = DEFAULT_DATA_URI
     staging_uri: str = ".local/staging"
     s3_conn_id: str = "wine_s3"
+    run_summary_file: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -119,6 +122,7 @@ class Settings:
             data_uri=env.get("WINE_DATA_URI") or DEFAULT_DATA_URI,
             staging_uri=env.get("WINE_STAGING_URI") or ".local/staging",
             s3_conn_id=env.get("WINE_S3_CONN_ID") or "wine_s3",
+            run_summary_file=env.get("WINE_RUN_SUMMARY_FILE") or None,
         )
 
 

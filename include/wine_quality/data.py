@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -21,6 +22,8 @@ from wine_quality.errors import DataSourceError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_FILENAME = "winequality-red.csv"
 _MAX_SOURCE_BYTES = 50 * 1024 * 1024  # the real file is 84 kB; anything huge is not our data
@@ -36,10 +39,6 @@ class IngestResult:
     rows: int
     size_bytes: int
     reused: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for XCom."""
-        return asdict(self)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -248,7 +247,7 @@ def ingest(
             data = read_bytes(target, s3_client=s3_client)
             reused = True
     frame = parse_csv(data, source=target)
-    return IngestResult(
+    result = IngestResult(
         source_uri=source_uri,
         snapshot_uri=target,
         sha256=sha256_hex(data),
@@ -256,9 +255,20 @@ def ingest(
         size_bytes=len(data),
         reused=reused,
     )
+    log.info(
+        "ingested %s rows (sha256 %s) from %s into %s%s",
+        result.rows,
+        result.sha256,
+        result.source_uri,
+        result.snapshot_uri,
+        " (reused snapshot)" if result.reused else "",
+    )
+    return result
 
 
-def load_snapshot(snapshot_uri: str, expected_sha256: str, *, s3_client: Any | None = None):
+def load_snapshot(
+    snapshot_uri: str, expected_sha256: str, *, s3_client: Any | None = None
+) -> pd.DataFrame:
     """Read a snapshot and check it is the one ingest recorded.
 
     Raises:

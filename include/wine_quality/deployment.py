@@ -1,20 +1,52 @@
-"""Make the deployed model server switch to the production version, and wait until it does."""
+"""Make the deployed model server switch to the production version, and wait until it does.
+
+Also the whole of a rollback: the registry moves ``production`` back, then the server is told
+to serve it.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any
+from dataclasses import dataclass
 
 from wine_quality.errors import DeploymentError
+from wine_quality.registry import rollback
+from wine_quality.xcom import from_xcom
+
+log = logging.getLogger(__name__)
 
 
-def served_model(server_url: str, *, timeout: float = 5.0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Deployment:
+    """The model server's ``/served-model`` document: what it serves (version None: nothing)."""
+
+    name: str
+    version: str | None
+    model_uri: str | None
+    run_id: str | None
+    loaded_at: str | None
+    alias: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What a rollback did in the registry, and what the model server serves afterwards."""
+
+    rolled_back: bool
+    production: str | None
+    served_version: str | None
+    redeploy_error: str | None = None
+
+
+def served_model(server_url: str, *, timeout: float = 5.0) -> Deployment:
     """What the model server says it serves (``GET /served-model``)."""
     import requests
 
     response = requests.get(f"{server_url}/served-model", timeout=timeout)
     response.raise_for_status()
-    return response.json()
+    return from_xcom(Deployment, response.json())
 
 
 def deploy(
@@ -24,7 +56,7 @@ def deploy(
     expected_version: str | None,
     wait_seconds: float = 120.0,
     poll_seconds: float = 0.5,
-) -> dict[str, Any]:
+) -> Deployment:
     """Ask the server to reload the production alias and wait until it serves ``expected_version``.
 
     Args:
@@ -35,7 +67,7 @@ def deploy(
         poll_seconds: Interval between checks of ``/served-model``.
 
     Returns:
-        The server's ``/served-model`` document once it serves the expected version.
+        What the server reports once it serves the expected version.
 
     Raises:
         DeploymentError: The server refused the reload (bad token, disabled, conflict).
@@ -73,7 +105,7 @@ def deploy(
     deadline = time.monotonic() + wait_seconds
     while True:
         state = served_model(server_url)
-        served = state.get("version")
+        served = state.version
         if (str(served) if served is not None else None) == expected_version:
             return state
         if time.monotonic() > deadline:
@@ -82,3 +114,29 @@ def deploy(
                 f" expected {expected_version}"
             )
         time.sleep(poll_seconds)
+
+
+def rollback_and_redeploy(
+    *, tracking_uri: str, server_url: str, token: str, failed_version: str, reason: str
+) -> Rollback:
+    """Restore ``previous_production`` if ``failed_version`` is production, then redeploy.
+
+    The registry is the source of truth: if the model server is down it loads production when
+    it comes back, so a failed redeploy is reported but does not undo the rollback.
+    """
+    moved = rollback(tracking_uri=tracking_uri, failed_version=failed_version, reason=reason)
+    try:
+        served = deploy(
+            server_url=server_url, token=token, expected_version=moved.production, wait_seconds=60
+        )
+    except Exception as exc:  # noqa: BLE001 - reported; the registry already holds the truth
+        log.warning("model server not redeployed after rollback: %s", exc)
+        return Rollback(
+            rolled_back=moved.rolled_back,
+            production=moved.production,
+            served_version=None,
+            redeploy_error=str(exc)[:300],
+        )
+    return Rollback(
+        rolled_back=moved.rolled_back, production=moved.production, served_version=served.version
+    )

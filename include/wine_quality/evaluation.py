@@ -18,7 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wine_quality import config
 from wine_quality.config import MODEL_NAME, PRODUCTION_ALIAS, TARGET
+from wine_quality.registry import alias_version
+from wine_quality.tracking import ensure_experiment, using
+from wine_quality.training import Candidate, holdout_digest, load_holdout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +42,13 @@ class PromotionPolicy:
     min_improvement: float
     force: bool = False
 
+    def __post_init__(self) -> None:
+        # Plain Python numbers: MLflow's validator refuses numpy scalars and ints, and the policy
+        # is written into the decision's JSON artifact.
+        for name in ("max_rmse", "min_r2", "min_improvement"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "force", bool(self.force))
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -53,10 +64,6 @@ class Decision:
     holdout_rows: int
     policy: dict[str, Any] = field(default_factory=dict)
     forced: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for XCom and the JSON artifact."""
-        return asdict(self)
 
 
 def decide(
@@ -173,23 +180,13 @@ def explain(decision: Decision) -> str:
     return "\n".join(lines)
 
 
-def load_holdout(holdout_uri: str, tracking_uri: str) -> pd.DataFrame:
-    """Download the candidate's holdout rows (logged by training) as a frame."""
-    import mlflow
-    import pandas as pd
-
-    from wine_quality.tracking import client
-
-    client(tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=holdout_uri, dst_path=tmp)
-        return pd.read_csv(local)
-
-
 def score_on_holdout(
     model_uri: str, holdout: pd.DataFrame, *, experiment_id: str, tags: dict[str, str]
 ) -> dict[str, float]:
-    """Evaluate ``model_uri`` on ``holdout`` in its own MLflow run and return RMSE/MAE/R²."""
+    """Evaluate ``model_uri`` on ``holdout`` in its own MLflow run and return RMSE/MAE/R².
+
+    Runs inside the caller's :func:`wine_quality.tracking.using` block (the fluent API).
+    """
     import mlflow
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {model_uri}", tags=tags):
@@ -203,27 +200,11 @@ def score_on_holdout(
     return {short: float(result.metrics[name]) for name, short in METRIC_NAMES.items()}
 
 
-def production_version(tracking_uri: str) -> str | None:
-    """The version the ``production`` alias names now, or None if it is not set."""
-    from mlflow.exceptions import MlflowException
-
-    from wine_quality.tracking import client, is_not_found
-
-    try:
-        return str(
-            client(tracking_uri).get_model_version_by_alias(MODEL_NAME, PRODUCTION_ALIAS).version
-        )
-    except MlflowException as exc:
-        if is_not_found(exc):
-            return None
-        raise
-
-
 def compare_with_production(
     *,
     tracking_uri: str,
     experiment_name: str,
-    candidate: dict[str, Any],
+    candidate: Candidate,
     policy: PromotionPolicy,
     airflow_run_id: str,
 ) -> Decision:
@@ -235,46 +216,40 @@ def compare_with_production(
     Args:
         tracking_uri: MLflow tracking server.
         experiment_name: Experiment for the evaluation runs.
-        candidate: ``Candidate.to_dict()`` from training.
+        candidate: The registered candidate.
         policy: Thresholds, margin and the force flag.
         airflow_run_id: Tag for the evaluation runs.
     """
-    import mlflow
-
-    from wine_quality.tracking import client, ensure_experiment
-
-    mlflow_client = client(tracking_uri)
-    experiment_id = ensure_experiment(tracking_uri, experiment_name)
-    holdout = load_holdout(candidate["holdout_uri"], tracking_uri)
-    from wine_quality.training import holdout_digest
-
-    digest = holdout_digest(holdout)
-    if digest != candidate["holdout_digest"]:
-        raise RuntimeError(
-            f"holdout digest {digest} differs from the one recorded at training"
-            f" ({candidate['holdout_digest']}): refusing to compare on different rows"
-        )
-    tags = {"stage": "evaluate", "airflow_run_id": airflow_run_id, "holdout_digest": digest}
-    candidate_metrics = score_on_holdout(
-        candidate["model_uri"],
-        holdout,
-        experiment_id=experiment_id,
-        tags={**tags, "model_version": candidate["version"], "role": "candidate"},
-    )
-    prod_version = production_version(tracking_uri)
-    prod_metrics = None
-    if prod_version is not None:
-        prod_metrics = score_on_holdout(
-            f"models:/{MODEL_NAME}/{prod_version}",
+    with using(tracking_uri) as mlflow_client:
+        experiment_id = ensure_experiment(mlflow_client, experiment_name)
+        holdout = load_holdout(candidate.holdout_uri, tracking_uri)
+        digest = holdout_digest(holdout)
+        if digest != candidate.holdout_digest:
+            raise RuntimeError(
+                f"holdout digest {digest} differs from the one recorded at training"
+                f" ({candidate.holdout_digest}): refusing to compare on different rows"
+            )
+        tags = {"stage": "evaluate", "airflow_run_id": airflow_run_id, "holdout_digest": digest}
+        candidate_metrics = score_on_holdout(
+            candidate.model_uri,
             holdout,
             experiment_id=experiment_id,
-            tags={**tags, "model_version": prod_version, "role": "production"},
+            tags={**tags, "model_version": candidate.version, "role": "candidate"},
         )
+        prod_version = alias_version(mlflow_client, PRODUCTION_ALIAS)
+        prod_metrics = None
+        if prod_version is not None:
+            prod_metrics = score_on_holdout(
+                config.model_uri(prod_version),
+                holdout,
+                experiment_id=experiment_id,
+                tags={**tags, "model_version": prod_version, "role": "production"},
+            )
     promote, reasons, forced = decide(candidate_metrics, prod_metrics, policy)
     decision = Decision(
         promote=promote,
         reasons=reasons,
-        candidate_version=str(candidate["version"]),
+        candidate_version=str(candidate.version),
         candidate_metrics=candidate_metrics,
         production_version=prod_version,
         production_metrics=prod_metrics,
@@ -285,7 +260,7 @@ def compare_with_production(
     )
     # Logged as soon as it is made: it is what a person opens this task's log for.
     log.info("%s", explain(decision))
-    version = str(candidate["version"])
+    version = str(candidate.version)
     for key, value in {
         "decision": outcome(promote, forced).replace(" ", "_"),
         "decision_reasons": "; ".join(reasons)[:4900],
@@ -297,7 +272,16 @@ def compare_with_production(
         mlflow_client.set_model_version_tag(MODEL_NAME, version, key, value)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"decision-v{version}.json"
-        path.write_text(json.dumps(decision.to_dict(), indent=2))
-        mlflow_client.log_artifact(candidate["run_id"], str(path), artifact_path="decision")
-    _ = mlflow  # imported for its side effect of configuring the fluent API above
+        path.write_text(json.dumps(asdict(decision), indent=2))
+        mlflow_client.log_artifact(candidate.run_id, str(path), artifact_path="decision")
     return decision
+
+
+def promotion_wanted(decision: Decision) -> bool:
+    """Whether the run goes on to promotion; says which way and why in the log."""
+    log.info(
+        "%s: %s",
+        "going on to promotion" if decision.promote else "production is kept; promotion is skipped",
+        "; ".join(decision.reasons),
+    )
+    return decision.promote

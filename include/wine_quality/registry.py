@@ -13,10 +13,12 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wine_quality.config import LEGACY_STAGE, MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS
 from wine_quality.errors import PromotionConflictError
+from wine_quality.tracking import client, is_not_found
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,6 +30,23 @@ log = logging.getLogger(__name__)
 LOCK_NAME = f"{MODEL_NAME}.promotion-lock"
 LOCK_TTL_SECONDS = 300.0
 LOCK_WAIT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The version production names after a promotion, and the one it replaced."""
+
+    version: str
+    previous_version: str | None
+    already_promoted: bool
+
+
+@dataclass(frozen=True)
+class AliasRollback:
+    """Whether a rollback moved ``production``, and what it names now (None: nothing)."""
+
+    rolled_back: bool
+    production: str | None
 
 
 @contextlib.contextmanager
@@ -80,8 +99,6 @@ def alias_version(mlflow_client: MlflowClient, alias: str) -> str | None:
     """The version ``alias`` names, or None if the alias is not set."""
     from mlflow.exceptions import MlflowException
 
-    from wine_quality.tracking import is_not_found
-
     try:
         return str(mlflow_client.get_model_version_by_alias(MODEL_NAME, alias).version)
     except MlflowException as exc:
@@ -107,7 +124,7 @@ def promote(
     expected_production: str | None,
     airflow_run_id: str,
     forced: bool = False,
-) -> dict[str, Any]:
+) -> Promotion:
     """Make ``version`` production, if production is still what the comparison saw.
 
     Args:
@@ -118,14 +135,12 @@ def promote(
         forced: Recorded on the version when the rule was overridden.
 
     Returns:
-        ``{"version", "previous_version", "already_promoted"}``.
+        The promoted version, the one it replaced, and whether a retry found it done already.
 
     Raises:
         PromotionConflictError: Production moved since the comparison (another run promoted):
             this run's comparison is stale, so it must not overwrite that promotion.
     """
-    from wine_quality.tracking import client
-
     mlflow_client = client(tracking_uri)
     with registry_lock(mlflow_client, owner=airflow_run_id):
         current = alias_version(mlflow_client, PRODUCTION_ALIAS)
@@ -133,7 +148,7 @@ def promote(
             # A retry after a successful promotion: make sure the stage caught up, change nothing.
             _sync_stage(mlflow_client, version)
             previous = alias_version(mlflow_client, PREVIOUS_ALIAS)
-            return {"version": version, "previous_version": previous, "already_promoted": True}
+            return Promotion(version=version, previous_version=previous, already_promoted=True)
         if current != expected_production:
             raise PromotionConflictError(
                 f"production is version {current} but this run compared against version"
@@ -147,20 +162,18 @@ def promote(
     if forced:
         mlflow_client.set_model_version_tag(MODEL_NAME, version, "forced_promotion", "true")
     log.info("production: version %s -> %s", current, version)
-    return {"version": version, "previous_version": current, "already_promoted": False}
+    return Promotion(version=version, previous_version=current, already_promoted=False)
 
 
-def rollback(*, tracking_uri: str, failed_version: str, reason: str) -> dict[str, Any]:
+def rollback(*, tracking_uri: str, failed_version: str, reason: str) -> AliasRollback:
     """Take ``failed_version`` out of production and restore ``previous_production``.
 
     Idempotent: if production no longer names ``failed_version`` nothing is moved. With no
     previous version to return to, the alias is removed rather than left on a broken model.
 
     Returns:
-        ``{"rolled_back", "production"}``: whether anything moved, and what production is now.
+        Whether anything moved, and what production is now.
     """
-    from wine_quality.tracking import client
-
     mlflow_client = client(tracking_uri)
     mlflow_client.set_model_version_tag(
         MODEL_NAME, failed_version, "rollback_reason", reason[:4900]
@@ -169,7 +182,7 @@ def rollback(*, tracking_uri: str, failed_version: str, reason: str) -> dict[str
         current = alias_version(mlflow_client, PRODUCTION_ALIAS)
         if current != failed_version:
             log.info("production is %s, not %s: nothing to roll back", current, failed_version)
-            return {"rolled_back": False, "production": current}
+            return AliasRollback(rolled_back=False, production=current)
         previous = alias_version(mlflow_client, PREVIOUS_ALIAS)
         if previous is None or previous == failed_version:
             mlflow_client.delete_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS)
@@ -177,8 +190,8 @@ def rollback(*, tracking_uri: str, failed_version: str, reason: str) -> dict[str
                 warnings.simplefilter("ignore", FutureWarning)
                 mlflow_client.transition_model_version_stage(MODEL_NAME, failed_version, "Archived")
             log.warning("rolled back version %s; no previous version to restore", failed_version)
-            return {"rolled_back": True, "production": None}
+            return AliasRollback(rolled_back=True, production=None)
         mlflow_client.set_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS, previous)
         _sync_stage(mlflow_client, previous)
         log.warning("rolled back production from version %s to %s", failed_version, previous)
-        return {"rolled_back": True, "production": previous}
+        return AliasRollback(rolled_back=True, production=previous)

@@ -11,13 +11,16 @@ import hashlib
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wine_quality import config
+from wine_quality import __version__, config
 from wine_quality.config import FEATURES, MODEL_NAME, TARGET
+from wine_quality.data import IngestResult, load_snapshot
+from wine_quality.tracking import ensure_experiment, using
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,10 +62,6 @@ class Candidate:
     metrics: dict[str, float] = field(default_factory=dict)
     reused: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for XCom."""
-        return asdict(self)
-
 
 def row_groups(frame: pd.DataFrame) -> np.ndarray:
     """One group id per distinct row, so exact duplicates always fall on the same side."""
@@ -95,6 +94,18 @@ def holdout_digest(holdout: pd.DataFrame) -> str:
     digest.update(",".join(holdout.columns).encode())
     digest.update(row_groups(holdout).tobytes())
     return digest.hexdigest()[:16]
+
+
+def load_holdout(holdout_uri: str, tracking_uri: str) -> pd.DataFrame:
+    """Download a candidate's holdout rows (logged by :func:`train_and_register`) as a frame."""
+    import mlflow
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=holdout_uri, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        return pd.read_csv(local)
 
 
 def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
@@ -173,7 +184,7 @@ def _candidate_from_version(
     return Candidate(
         run_id=version.run_id,
         version=str(version.version),
-        model_uri=f"models:/{MODEL_NAME}/{version.version}",
+        model_uri=config.model_uri(version.version),
         holdout_uri=f"runs:/{version.run_id}/{HOLDOUT_ARTIFACT}",
         holdout_digest=run.data.tags["holdout_digest"],
         holdout_rows=int(float(run.data.metrics.get("holdout_rows", 0))),
@@ -223,6 +234,34 @@ def train_and_register(
     Returns:
         The registered candidate.
     """
+    with using(tracking_uri) as mlflow_client:
+        return _train_and_register(
+            mlflow_client,
+            experiment_name=experiment_name,
+            frame=frame,
+            data_sha256=data_sha256,
+            snapshot_uri=snapshot_uri,
+            dag_id=dag_id,
+            airflow_run_id=airflow_run_id,
+            cfg=cfg,
+            code_version=code_version,
+        )
+
+
+def _train_and_register(
+    mlflow_client: MlflowClient,
+    *,
+    experiment_name: str,
+    frame: pd.DataFrame,
+    data_sha256: str,
+    snapshot_uri: str,
+    dag_id: str,
+    airflow_run_id: str,
+    cfg: TrainingConfig,
+    code_version: str,
+) -> Candidate:
+    # The fluent API (start_run, log_model, register_model) is pointed at the server by the
+    # caller's ``using`` block; ``mlflow_client`` talks to the same server.
     import mlflow
 
     from wine_quality.model import (
@@ -231,15 +270,13 @@ def train_and_register(
         model_signature,
         save_pipeline,
     )
-    from wine_quality.tracking import client, ensure_experiment
 
-    mlflow_client = client(tracking_uri)
     existing = find_version_for_run(mlflow_client, airflow_run_id)
     if existing is not None:
         log.info("reusing version %s registered by an earlier attempt", existing.version)
         return _candidate_from_version(mlflow_client, existing, reused=True)
 
-    experiment_id = ensure_experiment(tracking_uri, experiment_name)
+    experiment_id = ensure_experiment(mlflow_client, experiment_name)
     version_tags = {
         "airflow_dag_id": dag_id,
         "airflow_run_id": airflow_run_id,
@@ -334,3 +371,42 @@ def train_and_register(
     version = _register(model_info.model_uri, tags)
     log.info("registered %s version %s from run %s", MODEL_NAME, version.version, run.info.run_id)
     return _candidate_from_version(mlflow_client, version, reused=False)
+
+
+def train_from_snapshot(
+    ingested: IngestResult,
+    *,
+    tracking_uri: str,
+    experiment_name: str,
+    alphas: Sequence[float],
+    l1_ratios: Sequence[float],
+    dag_id: str,
+    airflow_run_id: str,
+    s3_client: Any | None = None,
+) -> Candidate:
+    """Train and register a candidate on the ingested snapshot (idempotent per Airflow run).
+
+    Args:
+        ingested: The validated snapshot.
+        tracking_uri: MLflow tracking server.
+        experiment_name: Experiment that holds the pipeline's runs.
+        alphas: The grid's ``alpha`` values.
+        l1_ratios: The grid's ``l1_ratio`` values.
+        dag_id: Airflow DAG id (tag).
+        airflow_run_id: Airflow run id (tag, and the idempotency key).
+        s3_client: boto3 S3 client for an ``s3://`` snapshot.
+    """
+    frame = load_snapshot(ingested.snapshot_uri, ingested.sha256, s3_client=s3_client)
+    return train_and_register(
+        tracking_uri=tracking_uri,
+        experiment_name=experiment_name,
+        frame=frame,
+        data_sha256=ingested.sha256,
+        snapshot_uri=ingested.snapshot_uri,
+        dag_id=dag_id,
+        airflow_run_id=airflow_run_id,
+        cfg=TrainingConfig(
+            alphas=tuple(float(a) for a in alphas), l1_ratios=tuple(float(r) for r in l1_ratios)
+        ),
+        code_version=__version__,
+    )

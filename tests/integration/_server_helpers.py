@@ -2,16 +2,11 @@
 
 Every process starts in its own session, so stopping it stops its children too (``mlflow
 server`` runs uvicorn workers under it), and a failing test leaves nothing behind.
-
-Run as ``python -m tests.integration._server_helpers TRACKING_URI`` it registers two versions of
-a tiny wine model and prints what each predicts for the runbook's row; the tests do that in a
-child process so that MLflow's process-wide tracking URI is never changed in the test process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import signal
@@ -252,18 +247,11 @@ class CuttableProxy:
 
 
 def register_versions(tracking_uri: str) -> dict[str, float]:
-    """Register two versions in a child process; {version: its prediction for the runbook row}."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.integration._server_helpers", tracking_uri],
-        cwd=REPO, env=clean_env(MLFLOW_TRACKING_URI=tracking_uri), capture_output=True,
-        text=True, timeout=180, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """Log and register two small ElasticNets whose predictions differ by about one point.
 
-
-def _register_two_versions() -> dict[str, float]:
-    """Log and register two small ElasticNets whose predictions differ by about one point."""
+    Returns:
+        ``{version: its prediction for the runbook row}``.
+    """
     from importlib import metadata
 
     import mlflow
@@ -273,6 +261,7 @@ def _register_two_versions() -> dict[str, float]:
     from sklearn.linear_model import ElasticNet
 
     from wine_quality.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD
+    from wine_quality.tracking import ensure_experiment, using
 
     rng = np.random.default_rng(7)
     # Rough means of the red wine features, so the rows look like wine.
@@ -282,28 +271,24 @@ def _register_two_versions() -> dict[str, float]:
     runbook = pd.DataFrame(
         RUNBOOK_PAYLOAD["dataframe_split"]["data"], columns=list(FEATURES), dtype="float64"
     )
-    mlflow.set_experiment("model_server_tests")
     expected: dict[str, float] = {}
-    for offset in (0.0, 1.0):
-        target = 3 + 0.25 * features["alcohol"] - 1.5 * features["volatile acidity"] + offset
-        model = ElasticNet(alpha=0.001, max_iter=10_000).fit(features, target)
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                registered_model_name=MODEL_NAME,
-                input_example=features.head(2),
-                signature=infer_signature(features, model.predict(features)),
-                # Explicit pins skip MLflow's slow requirement inference.
-                pip_requirements=[
-                    f"mlflow=={metadata.version('mlflow')}",
-                    f"scikit-learn=={metadata.version('scikit-learn')}",
-                ],
-            )
-        expected[str(info.registered_model_version)] = float(model.predict(runbook)[0])
+    with using(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, "model_server_tests")
+        for offset in (0.0, 1.0):
+            target = 3 + 0.25 * features["alcohol"] - 1.5 * features["volatile acidity"] + offset
+            model = ElasticNet(alpha=0.001, max_iter=10_000).fit(features, target)
+            with mlflow.start_run(experiment_id=experiment_id):
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    registered_model_name=MODEL_NAME,
+                    input_example=features.head(2),
+                    signature=infer_signature(features, model.predict(features)),
+                    # Explicit pins skip MLflow's slow requirement inference.
+                    pip_requirements=[
+                        f"mlflow=={metadata.version('mlflow')}",
+                        f"scikit-learn=={metadata.version('scikit-learn')}",
+                    ],
+                )
+            expected[str(info.registered_model_version)] = float(model.predict(runbook)[0])
     return expected
-
-
-if __name__ == "__main__":
-    os.environ["MLFLOW_TRACKING_URI"] = sys.argv[1]
-    print(json.dumps(_register_two_versions()))

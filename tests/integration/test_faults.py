@@ -16,11 +16,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -34,6 +33,7 @@ from tests.integration.services import (
 )
 from tests.integration.stack import Stack, pid_alive, stack_env, task_attempts
 from wine_quality import config
+from wine_quality.canary import run_canary
 from wine_quality.config import (
     FEATURES,
     LEGACY_STAGE,
@@ -42,9 +42,15 @@ from wine_quality.config import (
     PREVIOUS_ALIAS,
     RUNBOOK_PAYLOAD,
     Settings,
+    model_uri,
 )
+from wine_quality.data import IngestResult, ingest
+from wine_quality.deployment import deploy
 from wine_quality.errors import PipelineGateError
-from wine_quality.registry import LOCK_NAME
+from wine_quality.evaluation import PromotionPolicy, compare_with_production
+from wine_quality.registry import LOCK_NAME, Promotion, promote
+from wine_quality.tracking import using
+from wine_quality.training import Candidate, train_from_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,23 +69,6 @@ def one_line(error: BaseException, limit: int = 160) -> str:
 
 def record(*, case: str, broken: str, system_did: str, checked_after: str) -> None:
     reliability.record("faults", case, broken, system_did, checked_after)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _restore_mlflow_uris() -> Iterator[None]:
-    # The pipeline functions called in-process point MLflow's process-wide URIs (and the
-    # MLFLOW_*_URI variables) at whatever they were given, the cut proxy included.
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    yield
-    import mlflow
-
-    mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
-    mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 # --- a TCP forwarder that can be cut -----------------------------------------------------------
@@ -143,10 +132,7 @@ def assert_consistent(stack) -> str | None:
     import mlflow
     import pandas as pd
 
-    from wine_quality.tracking import client
-
-    # Also points mlflow.pyfunc.load_model at this stack.
-    mlflow_client = client(stack.tracking_uri)
+    mlflow_client = stack.client()
     alias = stack.production()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -173,7 +159,8 @@ def assert_consistent(stack) -> str | None:
 
     if alias is not None:
         frame = pd.DataFrame(RUNBOOK_PAYLOAD["dataframe_split"]["data"], columns=list(FEATURES))
-        offline = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{alias}").predict(frame)
+        with using(stack.tracking_uri):
+            offline = mlflow.pyfunc.load_model(model_uri(alias)).predict(frame)
         assert len(offline) == 1, offline
         assert math.isfinite(float(offline[0])), offline
         live = requests.post(f"{stack.server_url}/invocations", json=RUNBOOK_PAYLOAD, timeout=30)
@@ -199,21 +186,18 @@ def settings(stack, wine_csv, tmp_path_factory) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def ingested(settings) -> dict[str, Any]:
-    from wine_quality.pipeline import ingest_data
-
-    return ingest_data(data_uri=None, settings=settings, snapshot_key="faults")
+def ingested(settings) -> IngestResult:
+    return ingest(settings.data_uri, settings.staging_uri, "faults")
 
 
-def train(settings: Settings, ingested: dict[str, Any], airflow_run_id: str) -> dict[str, Any]:
+def train(settings: Settings, ingested: IngestResult, airflow_run_id: str) -> Candidate:
     """The train task's function, as the task calls it."""
-    from wine_quality.pipeline import train_candidate
-
-    return train_candidate(
-        ingested=ingested,
-        settings=settings,
-        alphas=list(config.DEFAULT_ALPHAS),
-        l1_ratios=list(config.DEFAULT_L1_RATIOS),
+    return train_from_snapshot(
+        ingested,
+        tracking_uri=settings.tracking_uri,
+        experiment_name=config.EXPERIMENT_NAME,
+        alphas=config.DEFAULT_ALPHAS,
+        l1_ratios=config.DEFAULT_L1_RATIOS,
         dag_id=DAG_ID,
         airflow_run_id=airflow_run_id,
     )
@@ -265,10 +249,10 @@ def test_tracking_server_cut_while_training_logs(stack, settings, ingested, monk
     tagged = mlflow_client.search_model_versions(
         f"name = '{MODEL_NAME}' and tags.airflow_run_id = '{airflow_run_id}'"
     )
-    assert [str(v.version) for v in tagged] == [retried["version"]]
-    assert retried["reused"] is False
+    assert [str(v.version) for v in tagged] == [retried.version]
+    assert retried.reused is False
     runs = {r.info.run_id: r.info.status for r in train_runs(mlflow_client, airflow_run_id)}
-    assert runs == {abandoned[0].info.run_id: "FAILED", retried["run_id"]: "FINISHED"}
+    assert runs == {abandoned[0].info.run_id: "FAILED", retried.run_id: "FINISHED"}
     assert stack.production() == before
     assert assert_consistent(stack) == before
     record(
@@ -282,7 +266,7 @@ def test_tracking_server_cut_while_training_logs(stack, settings, ingested, monk
             f"train failed after {failed_after:.0f} s with {type(failure.value).__name__}"
             f" ({one_line(failure.value)}), transient so Airflow retries it; the retry closed"
             " the abandoned run as FAILED,"
-            f" trained again and registered version {retried['version']}"
+            f" trained again and registered version {retried.version}"
         ),
         checked_after=(
             "one version and one FINISHED train run carry the airflow_run_id; abandoned run"
@@ -292,75 +276,78 @@ def test_tracking_server_cut_while_training_logs(stack, settings, ingested, monk
 
 
 def test_crash_between_registering_and_promoting(stack, settings, ingested):
-    from wine_quality.pipeline import (
-        canary_check,
-        compare_candidate,
-        deploy_production,
-        promote_candidate,
-    )
-
     before_versions = stack.versions()
     before = stack.production()
     airflow_run_id = "faults__crash_before_promote"
     first = train(settings, ingested, airflow_run_id)
     # The crash: the task's result is lost and nothing downstream runs.
-    assert stack.versions() == [*before_versions, first["version"]]
+    assert stack.versions() == [*before_versions, first.version]
     assert stack.production() == before
 
     retried = train(settings, ingested, airflow_run_id)
-    assert retried["reused"] is True
-    assert (retried["version"], retried["run_id"]) == (first["version"], first["run_id"])
-    assert stack.versions() == [*before_versions, first["version"]]
+    assert retried.reused is True
+    assert (retried.version, retried.run_id) == (first.version, first.run_id)
+    assert stack.versions() == [*before_versions, first.version]
 
     # The rest of the run. Forced, so that the promotion path is exercised whatever the rule
     # would say about a model trained on the same data.
-    decision = compare_candidate(
+    decision = compare_with_production(
+        tracking_uri=settings.tracking_uri,
+        experiment_name=config.EXPERIMENT_NAME,
         candidate=retried,
-        settings=settings,
-        max_rmse=config.DEFAULT_MAX_RMSE,
-        min_r2=config.DEFAULT_MIN_R2,
-        min_improvement=config.DEFAULT_MIN_IMPROVEMENT,
-        force=True,
+        policy=PromotionPolicy(
+            max_rmse=config.DEFAULT_MAX_RMSE,
+            min_r2=config.DEFAULT_MIN_R2,
+            min_improvement=config.DEFAULT_MIN_IMPROVEMENT,
+            force=True,
+        ),
         airflow_run_id=airflow_run_id,
     )
-    assert (decision["candidate_version"], decision["production_version"]) == (
-        first["version"],
-        before,
+    assert (decision.candidate_version, decision.production_version) == (first.version, before)
+
+    def promote_it() -> Promotion:
+        return promote(
+            tracking_uri=settings.tracking_uri,
+            version=decision.candidate_version,
+            expected_production=decision.production_version,
+            airflow_run_id=airflow_run_id,
+            forced=decision.forced,
+        )
+
+    promotion = promote_it()
+    assert promotion == Promotion(
+        version=first.version, previous_version=before, already_promoted=False
     )
-    promotion = promote_candidate(
-        decision=decision, settings=settings, airflow_run_id=airflow_run_id
-    )
-    assert promotion == {
-        "version": first["version"],
-        "previous_version": before,
-        "already_promoted": False,
-    }
     # A retry of the promote task changes nothing.
-    again = promote_candidate(decision=decision, settings=settings, airflow_run_id=airflow_run_id)
-    assert again["already_promoted"] is True
-    deployed = deploy_production(promotion=promotion, settings=settings)
-    assert str(deployed["version"]) == first["version"]
-    canary = canary_check(
-        promotion=promotion,
-        candidate=retried,
-        settings=settings,
+    assert promote_it().already_promoted is True
+    deployed = deploy(
+        server_url=settings.model_server_url,
+        token=settings.model_server_token,
+        expected_version=promotion.version,
+    )
+    assert str(deployed.version) == first.version
+    canary = run_canary(
+        tracking_uri=settings.tracking_uri,
+        server_url=settings.model_server_url,
+        version=promotion.version,
+        holdout_uri=retried.holdout_uri,
         sample_rows=config.DEFAULT_CANARY_ROWS,
         p95_budget_ms=10_000.0,  # correctness is the point here, not a shared machine's latency
     )
-    assert canary["passed"] is True
+    assert canary.passed is True
 
-    assert stack.versions() == [*before_versions, first["version"]]
-    assert assert_consistent(stack) == first["version"]
+    assert stack.versions() == [*before_versions, first.version]
+    assert assert_consistent(stack) == first.version
     record(
         case="crash-between-register-and-promote",
         broken="the train task's result was lost after it registered a version; task retried",
         system_did=(
-            f"the retry found version {first['version']} by its airflow_run_id tag and returned"
+            f"the retry found version {first.version} by its airflow_run_id tag and returned"
             " it without training or registering again; evaluate, promote (twice: the second"
             " is a no-op), deploy and canary then completed"
         ),
         checked_after=(
-            f"no new version; production {before} -> {first['version']}; alias, stage and"
+            f"no new version; production {before} -> {first.version}; alias, stage and"
             " server agree; lock released"
         ),
     )
@@ -522,28 +509,24 @@ def test_s3_unreachable_during_artifact_upload(s3_stack, settings, ingested, mon
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")
     retried = train(on_s3, ingested, airflow_run_id)
 
-    assert retried["reused"] is False
-    assert stack.versions() == [retried["version"]]
+    assert retried.reused is False
+    assert stack.versions() == [retried.version]
     runs = {r.info.run_id: r.info.status for r in train_runs(mlflow_client, airflow_run_id)}
-    assert runs == {first[0].info.run_id: "FAILED", retried["run_id"]: "FINISHED"}
+    assert runs == {first[0].info.run_id: "FAILED", retried.run_id: "FINISHED"}
     keys = holder["s3"].keys(ARTIFACT_BUCKET, f"{ARTIFACT_PREFIX}/")
     # mlflow-artifacts:/<experiment>/<run>/artifacts is <prefix>/<experiment>/<run>/artifacts.
-    artifact_uri = mlflow_client.get_run(retried["run_id"]).info.artifact_uri
+    artifact_uri = mlflow_client.get_run(retried.run_id).info.artifact_uri
     run_prefix = f"{ARTIFACT_PREFIX}/{artifact_uri.removeprefix('mlflow-artifacts:/')}/"
     assert f"{run_prefix}holdout/holdout.csv" in keys, keys
-    source = mlflow_client.get_model_version(MODEL_NAME, retried["version"]).source
+    source = mlflow_client.get_model_version(MODEL_NAME, retried.version).source
     logged_model = re.fullmatch(r"models:/(m-\w+)", source)
     assert logged_model, source
     model_files = [k for k in keys if f"/models/{logged_model.group(1)}/artifacts/" in k]
     assert any(k.endswith("/MLmodel") for k in model_files), keys
     # The version loads from S3 (through the tracking server) and predicts.
-    from wine_quality.tracking import client
-
-    client(stack.tracking_uri)
     frame = pd.DataFrame(RUNBOOK_PAYLOAD["dataframe_split"]["data"], columns=list(FEATURES))
-    (prediction,) = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{retried['version']}").predict(
-        frame
-    )
+    with using(stack.tracking_uri):
+        (prediction,) = mlflow.pyfunc.load_model(model_uri(retried.version)).predict(frame)
     assert math.isfinite(float(prediction))
     assert assert_consistent(stack) is None  # nothing promoted on this stack
     record(
@@ -556,7 +539,7 @@ def test_s3_unreachable_during_artifact_upload(s3_stack, settings, ingested, mon
             f"train failed after {failed_after:.0f} s at its first artifact request with"
             f" {type(failure.value).__name__} ({one_line(failure.value)}), transient so"
             " retried; its run was closed as FAILED; the retry trained again and registered"
-            f" version {retried['version']} with its artifacts in S3"
+            f" version {retried.version} with its artifacts in S3"
         ),
         checked_after=(
             "one version; one FAILED and one FINISHED train run for the airflow_run_id; holdout"

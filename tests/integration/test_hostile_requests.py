@@ -13,8 +13,11 @@ import pytest
 import requests
 
 from tests.reliability import record
-from wine_quality.config import FEATURES, RUNBOOK_PAYLOAD, Settings
-from wine_quality.pipeline import deploy_production, ingest_data, promote_candidate, train_candidate
+from wine_quality.config import EXPERIMENT_NAME, FEATURES, RUNBOOK_PAYLOAD, Settings
+from wine_quality.data import ingest
+from wine_quality.deployment import deploy
+from wine_quality.registry import promote
+from wine_quality.training import train_from_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROW = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]
@@ -64,15 +67,20 @@ def served(stack, wine_csv):
             "WINE_STAGING_URI": str(stack.state / "staging"),
         }
     )
-    ingested = ingest_data(data_uri=str(wine_csv), settings=settings, snapshot_key="hostile")
-    candidate = train_candidate(
-        ingested=ingested, settings=settings, alphas=[0.1], l1_ratios=[0.5],
-        dag_id="wine_retraining", airflow_run_id="hostile-requests",
+    ingested = ingest(str(wine_csv), settings.staging_uri, "hostile")
+    candidate = train_from_snapshot(
+        ingested, tracking_uri=settings.tracking_uri, experiment_name=EXPERIMENT_NAME,
+        alphas=[0.1], l1_ratios=[0.5], dag_id="wine_retraining", airflow_run_id="hostile-requests",
     )  # fmt: skip
-    decision = {"candidate_version": candidate["version"], "production_version": None}
-    promotion = promote_candidate(decision=decision, settings=settings, airflow_run_id="hostile")
-    deploy_production(promotion=promotion, settings=settings)
-    return candidate["version"]
+    promotion = promote(
+        tracking_uri=settings.tracking_uri, version=candidate.version, expected_production=None,
+        airflow_run_id="hostile",
+    )  # fmt: skip
+    deploy(
+        server_url=settings.model_server_url, token=settings.model_server_token,
+        expected_version=promotion.version,
+    )  # fmt: skip
+    return candidate.version
 
 
 def assert_still_serving(stack, version: str) -> None:

@@ -15,8 +15,12 @@ import pytest
 
 from bench.load import run_load
 from tests.reliability import record
-from wine_quality.config import RUNBOOK_PAYLOAD, Settings
-from wine_quality.pipeline import deploy_production, ingest_data, promote_candidate, train_candidate
+from wine_quality.config import EXPERIMENT_NAME, RUNBOOK_PAYLOAD, Settings, model_uri
+from wine_quality.data import ingest
+from wine_quality.deployment import deploy
+from wine_quality.registry import promote
+from wine_quality.tracking import using
+from wine_quality.training import train_from_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SECONDS = float(os.environ.get("WINE_LOAD_SECONDS", "60"))
@@ -38,27 +42,35 @@ def offline_prediction(tracking_uri: str, version: str) -> float:
     import mlflow
     import pandas as pd
 
-    mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.pyfunc.load_model(f"models:/ElasticNetWineModel/{version}")
+    with using(tracking_uri):
+        model = mlflow.pyfunc.load_model(model_uri(version))
     split = RUNBOOK_PAYLOAD["dataframe_split"]
     return float(model.predict(pd.DataFrame(split["data"], columns=split["columns"]))[0])
 
 
 def test_no_request_fails_and_none_is_mixed_across_a_promotion(stack, settings, wine_csv):
-    ingested = ingest_data(data_uri=str(wine_csv), settings=settings, snapshot_key="load")
+    ingested = ingest(str(wine_csv), settings.staging_uri, "load")
     versions = [
-        train_candidate(
-            ingested=ingested, settings=settings, alphas=[alpha], l1_ratios=[0.5],
-            dag_id="wine_retraining", airflow_run_id=f"load-{alpha}",
-        )["version"]
+        train_from_snapshot(
+            ingested, tracking_uri=settings.tracking_uri, experiment_name=EXPERIMENT_NAME,
+            alphas=[alpha], l1_ratios=[0.5], dag_id="wine_retraining",
+            airflow_run_id=f"load-{alpha}",
+        ).version
         for alpha in (0.01, 0.5)  # different models, so their predictions tell them apart
     ]  # fmt: skip
     old, new = versions
-    promote_candidate(
-        decision={"candidate_version": old, "production_version": None},
-        settings=settings, airflow_run_id="load-old",
-    )  # fmt: skip
-    deploy_production(promotion={"version": old}, settings=settings)
+
+    def release(version: str, expected: str | None, airflow_run_id: str) -> None:
+        promote(
+            tracking_uri=settings.tracking_uri, version=version, expected_production=expected,
+            airflow_run_id=airflow_run_id,
+        )  # fmt: skip
+        deploy(
+            server_url=settings.model_server_url, token=settings.model_server_token,
+            expected_version=version,
+        )  # fmt: skip
+
+    release(old, None, "load-old")
     expected = {v: offline_prediction(stack.tracking_uri, v) for v in versions}
     assert abs(expected[old] - expected[new]) > 1e-3
 
@@ -66,11 +78,7 @@ def test_no_request_fails_and_none_is_mixed_across_a_promotion(stack, settings, 
 
     def promote_half_way() -> None:
         time.sleep(SECONDS / 2)
-        promotion = promote_candidate(
-            decision={"candidate_version": new, "production_version": old},
-            settings=settings, airflow_run_id="load-new",
-        )  # fmt: skip
-        deploy_production(promotion=promotion, settings=settings)
+        release(new, old, "load-new")
         switched_at.append(time.monotonic())
 
     promoter = threading.Thread(target=promote_half_way)

@@ -9,7 +9,7 @@ import pytest
 from tests.reliability import record
 from wine_quality import config
 from wine_quality.errors import PromotionConflictError
-from wine_quality.registry import LOCK_NAME, alias_version, promote, registry_lock
+from wine_quality.registry import LOCK_NAME, Promotion, alias_version, promote, registry_lock
 from wine_quality.tracking import client
 from wine_quality.training import TrainingConfig, train_and_register
 
@@ -68,7 +68,7 @@ def test_concurrent_promotions_exactly_one_wins(stack, registered):
     for round_index in range(3):
         contenders = registered[2 * round_index : 2 * round_index + 2]
         outcome = race(stack.tracking_uri, contenders, expected=production)
-        winners = [v for v, result in outcome.items() if isinstance(result, dict)]
+        winners = [v for v, result in outcome.items() if isinstance(result, Promotion)]
         losers = [v for v, result in outcome.items() if isinstance(result, Exception)]
         assert len(winners) == 1, outcome
         assert len(losers) == 1, outcome

@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from wine_quality.pipeline import STEPS, step_status, summarize
+from wine_quality.canary import CanaryReport
+from wine_quality.data import IngestResult
+from wine_quality.deployment import Deployment, Rollback
+from wine_quality.evaluation import Decision
+from wine_quality.registry import Promotion
+from wine_quality.summary import STEPS, StepResults, step_status, summarize
+from wine_quality.training import Candidate
+from wine_quality.validation_run import ValidationRun
+from wine_quality.xcom import from_xcom, to_xcom
 
-DECISION = {
-    "promote": True, "forced": True, "reasons": ["promotion was forced"],
-    "candidate_metrics": {"rmse": 0.6}, "production_version": "1",
-    "production_metrics": {"rmse": 0.6},
-}  # fmt: skip
+DECISION = Decision(
+    promote=True, forced=True, reasons=["promotion was forced"], candidate_version="2",
+    candidate_metrics={"rmse": 0.6}, production_version="1", production_metrics={"rmse": 0.6},
+    holdout_digest="d", holdout_rows=320,
+)  # fmt: skip
 OUTPUTS = {
-    "ingest": {"rows": 1599, "sha256": "abc"},
-    "validate": {"rows": 1599},
-    "train": {"version": "2", "run_id": "r2"},
+    "ingest": IngestResult(
+        source_uri="wine.csv", snapshot_uri="raw/wine.csv", sha256="abc", rows=1599,
+        size_bytes=84199, reused=False,
+    ),
+    "validate": ValidationRun(rows=1599, expectations=40, sha256="abc", validation_run_id="r1"),
+    "train": Candidate(
+        run_id="r2", version="2", model_uri="models:/ElasticNetWineModel/2",
+        holdout_uri="runs:/r2/holdout/holdout.csv", holdout_digest="d", holdout_rows=320,
+        best_params={"alpha": 0.1, "l1_ratio": 0.5},
+    ),
     "evaluate": DECISION,
-    "promote": {"version": "2"},
-    "deploy": {"version": "2"},
-    "canary": {"passed": True, "p95_ms": 7.0, "rows": 51},
-    "rollback": {"rolled_back": True, "production": "1", "served_version": "1"},
-}
+    "promote": Promotion(version="2", previous_version="1", already_promoted=False),
+    "deploy": Deployment(
+        name="ElasticNetWineModel", version="2", model_uri="models:/ElasticNetWineModel/2",
+        run_id="r2", loaded_at="2026-01-01T02:00:00+00:00", alias="production",
+    ),
+    "canary": CanaryReport(
+        passed=True, version="2", requests=51, rows=51, p95_ms=7.0, max_abs_diff=0.0
+    ),
+    "rollback": Rollback(rolled_back=True, production="1", served_version="1"),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -35,7 +57,7 @@ def test_step_status(state, status):
 def run(states: dict[str, str], outputs: dict | None = None) -> dict:
     outputs = OUTPUTS if outputs is None else outputs
     results = {name: outputs[name] if states.get(name) == "success" else None for name in STEPS}
-    return summarize(results, states, airflow_run_id="manual__1")
+    return summarize(StepResults(**results), states, airflow_run_id="manual__1")
 
 
 def test_everything_passed():
@@ -65,11 +87,11 @@ def test_canary_failed():
 
 
 def test_not_better_skips_the_release():
-    keep = {**DECISION, "promote": False, "forced": False}
+    keep = dataclasses.replace(DECISION, promote=False, forced=False)
     states = dict.fromkeys(STEPS[:4], "success") | dict.fromkeys(STEPS[4:], "skipped")
     summary = run(states, {**OUTPUTS, "evaluate": keep})
     assert summary["decision"] == "keep production"
-    assert summary["reasons"] == keep["reasons"]
+    assert summary["reasons"] == keep.reasons
     assert [summary["steps"][s] for s in STEPS[4:]] == ["not run"] * 4
     assert summary["promoted_version"] is None
 
@@ -88,3 +110,31 @@ def test_the_airflow_run_id_is_not_mistaken_for_an_mlflow_run():
     summary = run(dict.fromkeys(STEPS, "success"))
     assert summary["airflow_run_id"] == "manual__1"
     assert "run_id" not in summary
+
+
+def test_a_rollback_reports_a_redeploy_error_only_when_there_was_one():
+    states = dict.fromkeys(STEPS[:6], "success") | {"canary": "failed", "rollback": "success"}
+    assert run(states)["rollback"] == {
+        "rolled_back": True,
+        "production": "1",
+        "served_version": "1",
+    }
+    failed = Rollback(rolled_back=True, production="1", served_version=None, redeploy_error="down")
+    summary = run(states, {**OUTPUTS, "rollback": failed})
+    assert summary["rollback"]["redeploy_error"] == "down"
+    assert summary["rollback"]["served_version"] is None
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_result_survives_the_xcom_boundary(step):
+    import json
+
+    value = to_xcom(OUTPUTS[step])
+    assert json.loads(json.dumps(value)) == value
+    assert from_xcom(type(OUTPUTS[step]), value) == OUTPUTS[step]
+
+
+def test_the_summary_reads_what_the_tasks_pushed():
+    pushed = {name: to_xcom(result) for name, result in OUTPUTS.items()}
+    assert StepResults.from_xcom(pushed) == StepResults(**OUTPUTS)
+    assert StepResults.from_xcom(dict.fromkeys(STEPS)) == StepResults()

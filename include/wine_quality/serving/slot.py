@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from wine_quality import config
 from wine_quality.serving.limits import short
 from wine_quality.serving.settings import ServerSettings, parse_model_uri
+from wine_quality.tracking import is_not_found
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -89,16 +90,6 @@ class SyncResult:
     version: str | None
     previous_version: str | None
     changed: bool
-
-
-def _is_missing(exc: Exception) -> bool:
-    """Whether the registry said "no such model or alias" (as opposed to failing)."""
-    code = getattr(exc, "error_code", "")
-    if code == "RESOURCE_DOES_NOT_EXIST":
-        return True
-    # MLflow reports a missing alias of an existing model as INVALID_PARAMETER_VALUE.
-    message = str(getattr(exc, "message", exc))
-    return code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
 
 
 class ModelSlot:
@@ -197,7 +188,7 @@ class ModelSlot:
                 self.name, self.alias
             )
         except Exception as exc:
-            if _is_missing(exc):
+            if is_not_found(exc):
                 return None
             raise
 
