@@ -268,6 +268,44 @@ def test_image_is_pinned(model: dict[str, Any], name: str) -> None:
     assert tag != "latest", f"{name}: {image}"
 
 
+# The first release of each infrastructure image that fixes a CVE the stack was exposed to.
+@pytest.mark.parametrize(
+    ("name", "repository", "fixed_in", "cve"),
+    [
+        ("postgres", "postgres", (15, 11), "CVE-2025-1094"),
+        ("redis", "redis", (7, 2, 6), "CVE-2024-31228"),
+        ("redis", "redis", (7, 2, 11), "CVE-2025-49844"),
+    ],
+)
+def test_infrastructure_image_has_the_cve_fix(
+    default_model: dict[str, Any], name: str, repository: str, fixed_in: tuple[int, ...], cve: str
+) -> None:
+    image = services(default_model)[name]["image"]
+    match = re.fullmatch(rf"{repository}:(\d+(?:\.\d+)+)(-\w+)?", image)
+    assert match, f"{name}: {image} is not a pinned {repository} release"
+    version = tuple(int(part) for part in match.group(1).split("."))
+    # Same major line (a major upgrade needs a data migration), at or past the fix.
+    assert version[0] == fixed_in[0], f"{name}: {image}"
+    assert version >= fixed_in, f"{name}: {image} predates the fix for {cve}"
+
+
+def test_minio_is_built_from_the_release_that_fixes_cve_2025_62506(
+    default_model: dict[str, Any],
+) -> None:
+    minio, init = services(default_model)["minio"], services(default_model)["minio-init"]
+    # One image: the server and the mc that minio-init and the healthcheck run.
+    assert minio["image"] == init["image"]
+    assert minio["build"] == init["build"]
+    release = minio["build"]["args"]["MINIO_RELEASE"]
+    assert re.fullmatch(r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", release)
+    # MinIO's release names sort by date.
+    assert release >= "RELEASE.2025-10-15T17-29-55Z"
+    assert minio["image"].endswith(f":{release}")
+    assert Path(minio["build"]["context"]) == REPO / "docker" / "minio"
+    dockerfile = (REPO / "docker" / "minio" / "Dockerfile").read_text()
+    assert "https://github.com/minio/minio.git" in dockerfile
+
+
 def pinned(name: str) -> str:
     """The exact version pyproject.toml's runtime dependencies pin ``name`` to."""
     pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
