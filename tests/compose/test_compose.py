@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import tomllib
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -267,13 +268,122 @@ def test_image_is_pinned(model: dict[str, Any], name: str) -> None:
     assert tag != "latest", f"{name}: {image}"
 
 
+# The first release of each infrastructure image that fixes a CVE the stack was exposed to.
+@pytest.mark.parametrize(
+    ("name", "repository", "fixed_in", "cve"),
+    [
+        ("postgres", "postgres", (15, 11), "CVE-2025-1094"),
+        ("redis", "redis", (7, 2, 6), "CVE-2024-31228"),
+        ("redis", "redis", (7, 2, 11), "CVE-2025-49844"),
+    ],
+)
+def test_infrastructure_image_has_the_cve_fix(
+    default_model: dict[str, Any], name: str, repository: str, fixed_in: tuple[int, ...], cve: str
+) -> None:
+    image = services(default_model)[name]["image"]
+    match = re.fullmatch(rf"{repository}:(\d+(?:\.\d+)+)(-\w+)?", image)
+    assert match, f"{name}: {image} is not a pinned {repository} release"
+    version = tuple(int(part) for part in match.group(1).split("."))
+    # Same major line (a major upgrade needs a data migration), at or past the fix.
+    assert version[0] == fixed_in[0], f"{name}: {image}"
+    assert version >= fixed_in, f"{name}: {image} predates the fix for {cve}"
+
+
+def test_minio_is_built_from_the_release_that_fixes_cve_2025_62506(
+    default_model: dict[str, Any],
+) -> None:
+    minio, init = services(default_model)["minio"], services(default_model)["minio-init"]
+    # One image: the server and the mc that minio-init and the healthcheck run.
+    assert minio["image"] == init["image"]
+    assert minio["build"] == init["build"]
+    release = minio["build"]["args"]["MINIO_RELEASE"]
+    assert re.fullmatch(r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", release)
+    # MinIO's release names sort by date.
+    assert release >= "RELEASE.2025-10-15T17-29-55Z"
+    assert minio["image"].endswith(f":{release}")
+    assert Path(minio["build"]["context"]) == REPO / "docker" / "minio"
+    dockerfile = (REPO / "docker" / "minio" / "Dockerfile").read_text()
+    assert "https://github.com/minio/minio.git" in dockerfile
+
+
+def pinned(name: str) -> str:
+    """The exact version pyproject.toml's runtime dependencies pin ``name`` to."""
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    (version,) = [pin.split("==", 1)[1] for pin in pins if pin.split("==", 1)[0] == name]
+    return version
+
+
+def dockerfile_run_steps() -> list[str]:
+    """Each RUN instruction of docker/Dockerfile, continuation lines joined."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    return [line.split(None, 1)[1] for line in text.splitlines() if line.startswith("RUN ")]
+
+
 def test_dockerfile_base_matches_the_pinned_airflow() -> None:
     base = re.search(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), re.MULTILINE)
-    pin = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M)
     assert base, "no FROM line in docker/Dockerfile"
-    assert pin, "no apache-airflow pin in requirements.txt"
     # Same version, or pip would up/downgrade Airflow on top of the official image.
-    assert base.group(1) == f"apache/airflow:{pin.group(1)}-python3.11"
+    assert base.group(1) == f"apache/airflow:{pinned('apache-airflow')}-python3.11"
+    # The image installs requirements.txt: it must pin the same Airflow.
+    requirements = (REPO / "requirements.txt").read_text()
+    assert f"apache-airflow=={pinned('apache-airflow')}\n" in requirements
+
+
+def test_dockerfile_installs_under_airflows_constraints_for_the_same_versions() -> None:
+    urls = re.findall(
+        r"https://raw\.githubusercontent\.com/apache/airflow/constraints-(\S+)/constraints-(\S+)\.txt",
+        DOCKERFILE.read_text(),
+    )
+    assert urls == [(pinned("apache-airflow"), "3.11")], urls
+    (install,) = [step for step in dockerfile_run_steps() if "pip install" in step]
+    assert re.search(r"(-c|--constraint)\s+constraints\.txt", install), install
+    assert "-r requirements.txt" in install
+    # Airflow's file minus the project's direct pins is what constrains the install.
+    drop = "drop-direct-pins.sh airflow-constraints.txt requirements.txt > constraints.txt"
+    assert drop in install
+
+
+def test_dockerfile_runs_pip_check_after_the_install() -> None:
+    steps = dockerfile_run_steps()
+    install = next(i for i, step in enumerate(steps) if "pip install" in step)
+    after = " ".join(steps[install:])
+    assert after.index("pip check") > after.index("pip install")
+
+
+def test_the_projects_direct_pins_replace_airflows_constraints_only_for_those_packages(
+    tmp_path: Path,
+) -> None:
+    airflow = tmp_path / "airflow-constraints.txt"
+    airflow.write_text(
+        "# Airflow's header\n"
+        "Pandas==2.1.4\n"  # pinned by the project: case differs
+        "psycopg2_binary==2.9.10\n"  # pinned by the project: separator differs
+        "pandas-gbq==0.29.0\n"  # only shares a prefix with a pinned name
+        "celery==5.5.2\n"  # not pinned directly: Airflow's version stays
+    )
+    result = subprocess.run(
+        ["sh", str(REPO / "docker" / "drop-direct-pins.sh"), str(airflow), "requirements.txt"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.splitlines() == [
+        "# Airflow's header",
+        "pandas-gbq==0.29.0",
+        "celery==5.5.2",
+    ]
+
+
+def test_dockerignore_lets_in_what_the_dockerfile_copies() -> None:
+    admitted = {
+        line[1:].rstrip("/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    copies = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", DOCKERFILE.read_text(), re.M)
+    sources = {source.rstrip("/") for line in copies for source in line.split()}
+    assert sources <= admitted, sources - admitted
 
 
 def test_worker_can_be_scaled(model: dict[str, Any]) -> None:

@@ -73,7 +73,7 @@ def browser(tmp_path_factory) -> Iterator[Any]:
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
-        _missing("playwright is not installed (requirements-dev.txt)")
+        _missing("playwright is not installed (requirements-dev.lock: make venv)")
     # The UI shares two cores with a scheduler running training tasks: pages can take seconds.
     expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
