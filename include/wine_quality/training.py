@@ -234,34 +234,6 @@ def train_and_register(
     Returns:
         The registered candidate.
     """
-    with using(tracking_uri) as mlflow_client:
-        return _train_and_register(
-            mlflow_client,
-            experiment_name=experiment_name,
-            frame=frame,
-            data_sha256=data_sha256,
-            snapshot_uri=snapshot_uri,
-            dag_id=dag_id,
-            airflow_run_id=airflow_run_id,
-            cfg=cfg,
-            code_version=code_version,
-        )
-
-
-def _train_and_register(
-    mlflow_client: MlflowClient,
-    *,
-    experiment_name: str,
-    frame: pd.DataFrame,
-    data_sha256: str,
-    snapshot_uri: str,
-    dag_id: str,
-    airflow_run_id: str,
-    cfg: TrainingConfig,
-    code_version: str,
-) -> Candidate:
-    # The fluent API (start_run, log_model, register_model) is pointed at the server by the
-    # caller's ``using`` block; ``mlflow_client`` talks to the same server.
     import mlflow
 
     from wine_quality.model import (
@@ -271,106 +243,116 @@ def _train_and_register(
         save_pipeline,
     )
 
-    existing = find_version_for_run(mlflow_client, airflow_run_id)
-    if existing is not None:
-        log.info("reusing version %s registered by an earlier attempt", existing.version)
-        return _candidate_from_version(mlflow_client, existing, reused=True)
+    # The fluent API (start_run, log_model, register_model) and the client reach one server.
+    with using(tracking_uri) as mlflow_client:
+        existing = find_version_for_run(mlflow_client, airflow_run_id)
+        if existing is not None:
+            log.info("reusing version %s registered by an earlier attempt", existing.version)
+            return _candidate_from_version(mlflow_client, existing, reused=True)
 
-    experiment_id = ensure_experiment(mlflow_client, experiment_name)
-    version_tags = {
-        "airflow_dag_id": dag_id,
-        "airflow_run_id": airflow_run_id,
-        "data_sha256": data_sha256,
-        "code_version": code_version,
-    }
-    finished = mlflow_client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.airflow_run_id = '{airflow_run_id}' and tags.stage = 'train'"
-            " and attributes.status = 'FINISHED'"
-        ),
-        max_results=1,
-    )
-    if finished:
-        # Crash between logging and registering: register what was already logged.
-        run = finished[0]
-        tags = {**version_tags, "holdout_digest": run.data.tags["holdout_digest"]}
-        tags.update({k: run.data.params[k] for k in ("alpha", "l1_ratio")})
-        version = _register(run.data.tags["model_uri"], tags)
-        return _candidate_from_version(mlflow_client, version, reused=True)
+        experiment_id = ensure_experiment(mlflow_client, experiment_name)
+        version_tags = {
+            "airflow_dag_id": dag_id,
+            "airflow_run_id": airflow_run_id,
+            "data_sha256": data_sha256,
+            "code_version": code_version,
+        }
+        finished = mlflow_client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.airflow_run_id = '{airflow_run_id}' and tags.stage = 'train'"
+                " and attributes.status = 'FINISHED'"
+            ),
+            max_results=1,
+        )
+        if finished:
+            # Crash between logging and registering: register what was already logged.
+            run = finished[0]
+            tags = {**version_tags, "holdout_digest": run.data.tags["holdout_digest"]}
+            tags.update({k: run.data.params[k] for k in ("alpha", "l1_ratio")})
+            version = _register(run.data.tags["model_uri"], tags)
+            return _candidate_from_version(mlflow_client, version, reused=True)
 
-    # An attempt that died mid-logging (server or storage gone) leaves a RUNNING run behind:
-    # close it as FAILED so the run list shows one finished training per DAG run.
-    for abandoned in mlflow_client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.airflow_run_id = '{airflow_run_id}' and tags.stage = 'train'"
-            " and attributes.status = 'RUNNING'"
-        ),
-    ):
-        log.warning("closing run %s abandoned by an earlier attempt", abandoned.info.run_id)
-        mlflow_client.set_terminated(abandoned.info.run_id, status="FAILED")
+        # An attempt that died mid-logging (server or storage gone) leaves a RUNNING run behind:
+        # close it as FAILED so the run list shows one finished training per DAG run.
+        for abandoned in mlflow_client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.airflow_run_id = '{airflow_run_id}' and tags.stage = 'train'"
+                " and attributes.status = 'RUNNING'"
+            ),
+        ):
+            log.warning("closing run %s abandoned by an earlier attempt", abandoned.info.run_id)
+            mlflow_client.set_terminated(abandoned.info.run_id, status="FAILED")
 
-    train, holdout = split_holdout(frame, cfg.holdout_fraction, cfg.seed)
-    digest = holdout_digest(holdout)
-    pipeline, table = fit(train, cfg)
-    best = min(table, key=lambda row: (row["rank"], row["alpha"], row["l1_ratio"]))
-    metrics = regression_metrics(holdout[TARGET], pipeline.predict(holdout.loc[:, list(FEATURES)]))
+        train, holdout = split_holdout(frame, cfg.holdout_fraction, cfg.seed)
+        digest = holdout_digest(holdout)
+        pipeline, table = fit(train, cfg)
+        best = min(table, key=lambda row: (row["rank"], row["alpha"], row["l1_ratio"]))
+        metrics = regression_metrics(
+            holdout[TARGET], pipeline.predict(holdout.loc[:, list(FEATURES)])
+        )
 
-    features = frame.loc[:, list(FEATURES)].astype("float64")
-    run_tags = {**version_tags, "stage": "train", "holdout_digest": digest}
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"train {airflow_run_id}", tags=run_tags
-    ) as run:
-        mlflow.log_params(
-            {
-                "alpha": best["alpha"],
-                "l1_ratio": best["l1_ratio"],
-                "seed": cfg.seed,
-                "holdout_fraction": cfg.holdout_fraction,
-                "cv_folds": cfg.cv_folds,
-                "grid_alphas": json.dumps(list(cfg.alphas)),
-                "grid_l1_ratios": json.dumps(list(cfg.l1_ratios)),
-            }
-        )
-        source = snapshot_uri if "://" in snapshot_uri else str(Path(snapshot_uri).resolve())
-        mlflow.log_input(
-            mlflow.data.from_pandas(frame, source=source, targets=TARGET, name="winequality-red"),
-            context="training",
-        )
-        mlflow.log_input(
-            mlflow.data.from_pandas(holdout, source=source, targets=TARGET, name="holdout"),
-            context="holdout",
-        )
-        # Every candidate's CV score: one metric series (step = grid index) plus the table.
-        for step, row in enumerate(table):
-            mlflow.log_metric("cv_rmse", row["cv_rmse_mean"], step=step)
-        mlflow.log_table(
-            data={k: [r[k] for r in table] for k in table[0]}, artifact_file="cv_results.json"
-        )
-        mlflow.log_metrics(
-            {**metrics, "holdout_rows": float(len(holdout)), "train_rows": float(len(train))}
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            holdout_path = Path(tmp) / "holdout.csv"
-            holdout.to_csv(holdout_path, index=False)
-            mlflow.log_artifact(str(holdout_path), artifact_path=str(Path(HOLDOUT_ARTIFACT).parent))
-            pipeline_path = save_pipeline(pipeline, Path(tmp))
-            model_info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT_NAME,
-                python_model=WineQualityRegressor(),
-                artifacts={PIPELINE_ARTIFACT: str(pipeline_path)},
-                code_paths=[str(Path(__file__).resolve().parent)],
-                signature=model_signature(),
-                input_example=features.head(3),
-                pip_requirements=serving_requirements(),
+        features = frame.loc[:, list(FEATURES)].astype("float64")
+        run_tags = {**version_tags, "stage": "train", "holdout_digest": digest}
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"train {airflow_run_id}", tags=run_tags
+        ) as run:
+            mlflow.log_params(
+                {
+                    "alpha": best["alpha"],
+                    "l1_ratio": best["l1_ratio"],
+                    "seed": cfg.seed,
+                    "holdout_fraction": cfg.holdout_fraction,
+                    "cv_folds": cfg.cv_folds,
+                    "grid_alphas": json.dumps(list(cfg.alphas)),
+                    "grid_l1_ratios": json.dumps(list(cfg.l1_ratios)),
+                }
             )
-        mlflow.set_tag("model_uri", model_info.model_uri)
-    tags = {**version_tags, "holdout_digest": digest, "alpha": str(best["alpha"])}
-    tags["l1_ratio"] = str(best["l1_ratio"])
-    version = _register(model_info.model_uri, tags)
-    log.info("registered %s version %s from run %s", MODEL_NAME, version.version, run.info.run_id)
-    return _candidate_from_version(mlflow_client, version, reused=False)
+            source = snapshot_uri if "://" in snapshot_uri else str(Path(snapshot_uri).resolve())
+            mlflow.log_input(
+                mlflow.data.from_pandas(
+                    frame, source=source, targets=TARGET, name="winequality-red"
+                ),
+                context="training",
+            )
+            mlflow.log_input(
+                mlflow.data.from_pandas(holdout, source=source, targets=TARGET, name="holdout"),
+                context="holdout",
+            )
+            # Every candidate's CV score: one metric series (step = grid index) plus the table.
+            for step, row in enumerate(table):
+                mlflow.log_metric("cv_rmse", row["cv_rmse_mean"], step=step)
+            mlflow.log_table(
+                data={k: [r[k] for r in table] for k in table[0]}, artifact_file="cv_results.json"
+            )
+            mlflow.log_metrics(
+                {**metrics, "holdout_rows": float(len(holdout)), "train_rows": float(len(train))}
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                holdout_path = Path(tmp) / "holdout.csv"
+                holdout.to_csv(holdout_path, index=False)
+                mlflow.log_artifact(
+                    str(holdout_path), artifact_path=str(Path(HOLDOUT_ARTIFACT).parent)
+                )
+                pipeline_path = save_pipeline(pipeline, Path(tmp))
+                model_info = mlflow.pyfunc.log_model(
+                    name=MODEL_ARTIFACT_NAME,
+                    python_model=WineQualityRegressor(),
+                    artifacts={PIPELINE_ARTIFACT: str(pipeline_path)},
+                    code_paths=[str(Path(__file__).resolve().parent)],
+                    signature=model_signature(),
+                    input_example=features.head(3),
+                    pip_requirements=serving_requirements(),
+                )
+            mlflow.set_tag("model_uri", model_info.model_uri)
+        tags = {**version_tags, "holdout_digest": digest, "alpha": str(best["alpha"])}
+        tags["l1_ratio"] = str(best["l1_ratio"])
+        version = _register(model_info.model_uri, tags)
+        log.info(
+            "registered %s version %s from run %s", MODEL_NAME, version.version, run.info.run_id
+        )
+        return _candidate_from_version(mlflow_client, version, reused=False)
 
 
 def train_from_snapshot(
