@@ -192,10 +192,14 @@ def score_on_holdout(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {model_uri}", tags=tags):
         result = mlflow.models.evaluate(
             model=model_uri,
-            data=holdout,
+            # All float: MLflow otherwise warns, per model, that integer columns cannot hold
+            # missing values (they cannot be missing here: validation refused them).
+            data=holdout.astype("float64"),
             targets=TARGET,
             model_type="regressor",
             evaluators=["default"],
+            # No SHAP plots (SHAP is not a dependency): without this MLflow warns every time.
+            evaluator_config={"default": {"log_model_explainability": False}},
         )
     return {short: float(result.metrics[name]) for name, short in METRIC_NAMES.items()}
 
