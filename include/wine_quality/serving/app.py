@@ -6,7 +6,8 @@ enforcement and the response format are exactly those of ``mlflow models serve``
 read once when a request arrives, so the whole request belongs to that version.
 
 This module owns the routing and what the server adds around MLflow's app: the ``/invocations``
-wrapper (the request limits of :mod:`wine_quality.serving.limits` first, then the version's app),
+wrapper (the request limits of :mod:`wine_quality.serving.limits` first, then the version's fast
+path of :mod:`wine_quality.serving.fast` for the common JSON requests, else the version's app),
 the ``X-Model-Version`` and ``X-Model-Name`` headers, error bodies rewritten without stack traces,
 ``GET /served-model``, ``POST /admin/reload`` behind a bearer token, a readiness answer that says
 why nothing is served, and the lifespan that starts the slot's loader.
@@ -29,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wine_quality.serving import limits
+from wine_quality.serving import fast, limits
 from wine_quality.serving.settings import ServerSettings
 from wine_quality.serving.slot import ModelSlot, ReloadError, ServedModel
 
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 SCORING_PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})
 VERSION_HEADER = "X-Model-Version"
 NAME_HEADER = "X-Model-Name"
+# Fast-path bodies up to this size (about 100 rows) are scored on the event loop itself.
+INLINE_BODY_BYTES = 16 * 1024
 
 
 class ModelServer:
@@ -84,12 +87,24 @@ class ModelServer:
             except limits.BodyTooLarge:
                 await limits.too_large(self.settings.max_body_bytes)(scope, receive, send)
                 return
-            refusal = limits.check_json(Headers(scope=scope), body, self.settings.max_rows)
+            headers = Headers(scope=scope)
+            if served.fast is not None and fast.is_plain_json(headers.get("content-type", "")):
+                answer = await self._score_fast(served.fast, body)
+                if answer is not None:
+                    await _send_answer(served, answer, send)
+                    return
+            refusal = limits.check_json(headers, body, self.settings.max_rows)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
             receive = limits.replay(body, receive)
         await self._forward(served, scope, receive, send)
+
+    async def _score_fast(self, scorer: fast.FastScorer, body: bytes) -> fast.Answer | None:
+        if len(body) <= INLINE_BODY_BYTES:
+            return scorer.score(body, self.settings.max_rows)
+        # A large batch would hold up every other request on the event loop.
+        return await asyncio.to_thread(scorer.score, body, self.settings.max_rows)
 
     def _unavailable(self, path: str) -> Response:
         if path == "/version":  # MLflow's version does not depend on a model.
@@ -149,6 +164,23 @@ class ModelServer:
         headers[NAME_HEADER] = served.name
         await send({**start, "status": status, "headers": headers.raw})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_answer(served: ServedModel, answer: fast.Answer, send: Send) -> None:
+    """Send a response the fast path produced, with the version headers."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(answer.body)).encode()),
+                (b"x-model-version", served.version.encode()),
+                (b"x-model-name", served.name.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body, "more_body": False})
 
 
 def _clean_error(status: int, body: bytes, version: str) -> tuple[int, bytes] | None:

@@ -1,11 +1,11 @@
 """The model slot: which registered version is served, and the only code that replaces it.
 
 This module owns loading a version (download its artifacts, build MLflow's own scoring app
-around it with ``mlflow.pyfunc.scoring_server.init``), resolving the alias in the registry, the
-swap (one assignment of ``ModelSlot.current`` on the event loop, so a request in flight finishes
-on the version it started with) and the background loop that loads at start, retries while
-nothing is served and, if asked, follows the alias. A reload that fails leaves what is served
-unchanged and says why (``ReloadError`` and its kinds).
+around it with ``mlflow.pyfunc.scoring_server.init`` and its fast path), resolving the alias in
+the registry, the swap (one assignment of ``ModelSlot.current`` on the event loop, so a request
+in flight finishes on the version it started with) and the background loop that loads at start,
+retries while nothing is served and, if asked, follows the alias. A reload that fails leaves what
+is served unchanged and says why (``ReloadError`` and its kinds).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from wine_quality import config
+from wine_quality.serving.fast import FastScorer
 from wine_quality.serving.limits import short
 from wine_quality.serving.settings import ServerSettings, parse_model_uri
 
@@ -39,6 +40,8 @@ class ServedModel:
     app: ASGIApp = field(repr=False, compare=False)
     # Owns the downloaded artifacts; removed when the last request using this version is done.
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False, compare=False)
+    # Scores the common JSON requests without MLflow's parser; None for other kinds of model.
+    fast: FastScorer | None = field(default=None, repr=False, compare=False)
 
     @property
     def model_uri(self) -> str:
@@ -217,7 +220,9 @@ class ModelSlot:
                 tracking_uri=uri,
                 registry_uri=uri,
             )
-            app = scoring_server.init(mlflow.pyfunc.load_model(local))
+            model = mlflow.pyfunc.load_model(local)
+            app = scoring_server.init(model)
+            fast = FastScorer.for_model(model)
         except BaseException:
             workdir.cleanup()
             raise
@@ -228,6 +233,7 @@ class ModelSlot:
             loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
             app=app,
             workdir=workdir,
+            fast=fast,
         )
 
     async def keep_in_sync(self) -> None:
