@@ -18,7 +18,8 @@ from wine_quality.model import (
     model_signature,
     save_pipeline,
 )
-from wine_quality.serving.fast import FastScorer, is_plain_json
+from wine_quality.serving.fast import FastScorer
+from wine_quality.serving.limits import is_json
 from wine_quality.training import TrainingConfig, fit
 
 ROW = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]
@@ -176,7 +177,7 @@ def test_a_boolean_is_refused_naming_its_column(scorer):
     ],
 )
 def test_which_content_types_take_the_fast_path(content_type, plain):
-    assert is_plain_json(content_type) is plain
+    assert is_json(content_type) is plain
 
 
 def test_other_kinds_of_model_get_no_fast_path(tmp_path):

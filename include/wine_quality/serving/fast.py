@@ -38,8 +38,6 @@ FEATURE_LIST = list(FEATURES)
 FEATURE_SET = frozenset(FEATURES)
 _NUMBERS = frozenset({int, float})
 _pick = operator.itemgetter(*FEATURES)
-# Declared parameters MLflow accepts on a JSON request (anything else is its 415).
-_JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,6 @@ class Answer:
 
     status: int
     body: bytes
-
-
-def is_plain_json(content_type: str) -> bool:
-    """Whether MLflow parses this Content-Type as JSON (charset UTF-8 at most, nothing else)."""
-    parts = [part.strip() for part in content_type.split(";")]
-    return "; ".join([parts[0], *(p.lower() for p in parts[1:])]) in _JSON_TYPES
 
 
 def feature_rows(document: Any) -> tuple[list[Any], list[int] | None] | None:

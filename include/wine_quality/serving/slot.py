@@ -24,6 +24,7 @@ from wine_quality.serving.settings import ServerSettings, parse_model_uri
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.pyfunc import PyFuncModel
     from starlette.types import ASGIApp
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class ServedModel:
     app: ASGIApp = field(repr=False, compare=False)
     # Owns the downloaded artifacts; removed when the last request using this version is done.
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False, compare=False)
+    # The loaded model the app scores with (the server's CSV path calls it too).
+    model: PyFuncModel | None = field(default=None, repr=False, compare=False)
     # Scores the common JSON requests without MLflow's parser; None for other kinds of model.
     fast: FastScorer | None = field(default=None, repr=False, compare=False)
 
@@ -233,6 +236,7 @@ class ModelSlot:
             loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
             app=app,
             workdir=workdir,
+            model=model,
             fast=fast,
         )
 
