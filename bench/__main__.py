@@ -1,8 +1,12 @@
 """``make bench``: load the running model server (make up / make run first) and record figures.
 
-Writes bench/results/load.json: throughput and latency percentiles at each concurrency, measured
-side by side in one run. Settings: WINE_MODEL_SERVER_URL (default http://127.0.0.1:1234),
-WINE_BENCH_SECONDS (default 20 per step).
+``python -m bench [load] [endpoint]`` (default: both):
+
+- ``load`` writes bench/results/load.json: throughput and latency percentiles at each
+  concurrency. Settings: WINE_MODEL_SERVER_URL (default http://127.0.0.1:1234),
+  WINE_BENCH_SECONDS (default 20 per step).
+- ``endpoint`` writes bench/results/endpoint.json: the project server vs stock ``mlflow models
+  serve`` of the same version, with ``hey`` (see :mod:`bench.endpoint`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from bench.load import run_load
 from wine_quality.config import RUNBOOK_PAYLOAD
 
 
-def main() -> int:
+def load() -> int:
     url = os.environ.get("WINE_MODEL_SERVER_URL", "http://127.0.0.1:1234").rstrip("/")
     seconds = float(os.environ.get("WINE_BENCH_SECONDS", "20"))
     steps = {}
@@ -46,5 +50,17 @@ def main() -> int:
     return 1 if any(step["failed"] for step in steps.values()) else 0
 
 
+def main(argv: list[str]) -> int:
+    from bench import endpoint
+
+    benches = {"load": load, "endpoint": endpoint.main}
+    chosen = argv or list(benches)
+    unknown = [name for name in chosen if name not in benches]
+    if unknown:
+        print(f"unknown bench {unknown}; choose from {list(benches)}", file=sys.stderr)
+        return 2
+    return max(benches[name]() for name in chosen)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -140,6 +140,17 @@ class WineQualityRegressor(PythonModel):
     def __init__(self) -> None:
         self._pipeline: Pipeline | None = None
 
+    @property
+    def pipeline(self) -> Pipeline:
+        """The fitted pipeline ``predict`` runs (the model server scores on it directly).
+
+        Raises:
+            RuntimeError: The model has not been loaded yet.
+        """
+        if self._pipeline is None:
+            raise RuntimeError("model used before load_context")
+        return self._pipeline
+
     def load_context(self, context: PythonModelContext) -> None:
         """Load the fitted pipeline once, when MLflow loads the model."""
         self._pipeline = load_pipeline(context.artifacts[PIPELINE_ARTIFACT])
@@ -161,6 +172,4 @@ class WineQualityRegressor(PythonModel):
         Returns:
             A float64 array with one prediction per row.
         """
-        if self._pipeline is None:
-            raise RuntimeError("model used before load_context")
-        return np.asarray(self._pipeline.predict(to_feature_frame(model_input)), dtype="float64")
+        return np.asarray(self.pipeline.predict(to_feature_frame(model_input)), dtype="float64")

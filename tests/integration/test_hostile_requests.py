@@ -56,6 +56,40 @@ HOSTILE = {
 }  # fmt: skip
 
 
+def parquet(rows: list[list]) -> bytes:
+    import io
+
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame(rows, columns=list(FEATURES)).astype("float64").to_parquet(buffer)
+    return buffer.getvalue()
+
+
+# Protocol cases found by running MLflow's own scoring-server request cases against both
+# servers: each is (headers, body, status, words the message must contain).
+PROTOCOL = {
+    "null-keeps-its-reason": (
+        JSON, split([[*ROW[:-1], None]]), 400, "null or non-finite values in columns ['alcohol']",
+    ),
+    "text-keeps-its-reason": (JSON, split([[*ROW[:-1], "strong"]]), 400, "'alcohol' must be"),
+    "no-rows-keeps-its-reason": (JSON, split([]), 400, "0 sample(s)"),
+    "boolean-keeps-its-reason": (JSON, split([[*ROW[:-1], True]]), 400, "'alcohol' must be"),
+    "csv-null-keeps-its-reason": (
+        {"Content-Type": "text/csv"},
+        (",".join(FEATURES) + "\n" + ",".join(map(str, ROW[:-1])) + ",\n").encode(),
+        400, "null or non-finite values in columns ['alcohol']",
+    ),
+    "text-json-is-the-wrong-type": (
+        {"Content-Type": "text/json"}, b'{"dataframe_split": {"columns": [', 415, "content types",
+    ),
+    "too-many-parquet-rows": (
+        {"Content-Type": "application/vnd.apache.parquet"}, parquet([ROW] * 10_001), 413,
+        "10001 rows",
+    ),
+}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def served(stack, wine_csv):
     """Production v1 trained by the pipeline's own task functions and deployed to the server."""
@@ -127,3 +161,55 @@ def test_reload_without_token_changes_nothing(stack, served):
     response = requests.post(f"{stack.server_url}/admin/reload", timeout=10)
     assert response.status_code == 401
     assert stack.served()["version"] == served
+
+
+@pytest.mark.parametrize("kind", list(PROTOCOL))
+def test_protocol_case_gets_its_4xx_with_the_reason(stack, served, kind):
+    headers, body, status, words = PROTOCOL[kind]
+    response = requests.post(
+        f"{stack.server_url}/invocations", data=body, headers=headers, timeout=60
+    )
+    assert response.status_code == status, response.text[:500]
+    assert words in response.json()["message"]
+    assert "Traceback" not in response.text
+    assert_still_serving(stack, served)
+    record(
+        "hostile requests", kind, f"POST /invocations: {kind.replace('-', ' ')}",
+        f"HTTP {response.status_code}: {response.json()['message'][:100]}",
+        "the model's or the protocol's own reason, no stack trace",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "csv",
+    [
+        pytest.param(",".join(FEATURES) + "\n" + ",".join(map(str, ROW)) + "\n", id="runbook-ints"),
+        pytest.param(None, id="to_csv-floats"),
+    ],
+)
+def test_csv_is_scored_like_json(stack, served, csv):
+    import pandas as pd
+
+    if csv is None:
+        csv = pd.DataFrame([ROW], columns=list(FEATURES)).astype("float64").to_csv(index=False)
+    url = f"{stack.server_url}/invocations"
+    response = requests.post(url, data=csv, headers={"Content-Type": "text/csv"}, timeout=10)
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers["X-Model-Version"] == served
+    assert response.json() == requests.post(url, json=RUNBOOK_PAYLOAD, timeout=10).json()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_body_gets_its_413_not_a_reset(stack, served, chunked):
+    # The whole body is sent before the answer is read: a server that closes with bytes unread
+    # makes the kernel reset the connection, and the client never sees the 413.
+    body = b'{"dataframe_split": {"data": [' + b"1," * 3_000_000 + b"1]}}"
+    data = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    for _ in range(3):
+        response = requests.post(
+            f"{stack.server_url}/invocations", data=data, headers=JSON, timeout=60
+        )
+        assert response.status_code == 413
+        assert "larger than" in response.json()["message"]
+        data = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    assert_still_serving(stack, served)

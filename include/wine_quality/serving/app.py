@@ -6,7 +6,8 @@ enforcement and the response format are exactly those of ``mlflow models serve``
 read once when a request arrives, so the whole request belongs to that version.
 
 This module owns the routing and what the server adds around MLflow's app: the ``/invocations``
-wrapper (the request limits of :mod:`wine_quality.serving.limits` first, then the version's app),
+wrapper (the request limits of :mod:`wine_quality.serving.limits` first, then the version's fast
+path of :mod:`wine_quality.serving.fast` for the common JSON requests, else the version's app),
 the ``X-Model-Version`` and ``X-Model-Name`` headers, error bodies rewritten without stack traces,
 ``GET /served-model``, ``POST /admin/reload`` behind a bearer token, a readiness answer that says
 why nothing is served, and the lifespan that starts the slot's loader.
@@ -29,12 +30,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wine_quality.serving import limits
+from wine_quality.serving import fast, limits
 from wine_quality.serving.settings import ServerSettings
 from wine_quality.serving.slot import ModelSlot, ReloadError, ServedModel
 
 if TYPE_CHECKING:
-    from starlette.types import Message, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ logger = logging.getLogger(__name__)
 SCORING_PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})
 VERSION_HEADER = "X-Model-Version"
 NAME_HEADER = "X-Model-Name"
+# MLflow's answer to any exception a model raises; the model's reason is in the trace.
+MLFLOW_UNEXPECTED_ERROR = "Encountered an unexpected error while evaluating the model"
+# Fast-path bodies up to this size (about 100 rows) are scored on the event loop itself.
+INLINE_BODY_BYTES = 16 * 1024
 
 
 class ModelServer:
@@ -68,8 +73,12 @@ class ModelServer:
         path = scope["path"]
         invocation = path == "/invocations" and scope["method"] == "POST"
         if invocation:
-            refusal = limits.check_headers(Headers(scope=scope), self.settings.max_body_bytes)
+            headers = Headers(scope=scope)
+            refusal = limits.check_headers(headers, self.settings.max_body_bytes)
             if refusal is not None:
+                if refusal.status_code == 413:  # Declared too large: drain, then answer.
+                    drained = await limits.drain(receive, int(headers["content-length"]))
+                    refusal = limits.too_large(self.settings.max_body_bytes, close=not drained)
                 await refusal(scope, receive, send)
                 return
         served = self.slot.current  # Read once: this whole request belongs to this version.
@@ -82,14 +91,33 @@ class ModelServer:
             except limits.ClientGone:
                 return
             except limits.BodyTooLarge:
-                await limits.too_large(self.settings.max_body_bytes)(scope, receive, send)
+                drained = await limits.drain(receive)
+                await limits.too_large(self.settings.max_body_bytes, close=not drained)(
+                    scope, receive, send
+                )
                 return
-            refusal = limits.check_json(Headers(scope=scope), body, self.settings.max_rows)
+            content_type = headers.get("content-type", "")
+            if served.fast is not None and limits.is_json(content_type):
+                answer = await self._score_fast(served.fast, body)
+                if answer is not None:
+                    await _send_answer(served, answer, send)
+                    return
+            refusal = limits.check_json(headers, body, self.settings.max_rows)
+            refusal = refusal or limits.check_parquet(headers, body, self.settings.max_rows)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
             receive = limits.replay(body, receive)
-        await self._forward(served, scope, receive, send)
+            if served.fast is not None and content_type.split(";")[0].strip() == "text/csv":
+                await self._forward(served, _schemaless_csv(served), scope, receive, send)
+                return
+        await self._forward(served, served.app, scope, receive, send)
+
+    async def _score_fast(self, scorer: fast.FastScorer, body: bytes) -> fast.Answer | None:
+        if len(body) <= INLINE_BODY_BYTES:
+            return scorer.score(body, self.settings.max_rows)
+        # A large batch would hold up every other request on the event loop.
+        return await asyncio.to_thread(scorer.score, body, self.settings.max_rows)
 
     def _unavailable(self, path: str) -> Response:
         if path == "/version":  # MLflow's version does not depend on a model.
@@ -99,9 +127,9 @@ class ModelServer:
         return JSONResponse({"status": "unavailable", "reason": self.slot.reason}, 503)
 
     async def _forward(
-        self, served: ServedModel, scope: Scope, receive: Receive, send: Send
+        self, served: ServedModel, app: ASGIApp, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        """Run the request on ``served.app``, adding version headers and cleaning error bodies."""
+        """Run the request on ``app`` (of ``served``), adding version headers, cleaning errors."""
         held: Message | None = None  # An error's response start, held until its body is cleaned.
         chunks: list[bytes] = []
         started = False
@@ -126,7 +154,7 @@ class ModelServer:
                 await send(message)
 
         try:
-            await served.app(dict(scope), receive, send_wrapper)
+            await app(dict(scope), receive, send_wrapper)
         # MLflow's app answers with a 500 and then re-raises; anything else ends here too.
         except Exception:
             logger.exception("version %s failed on %s", served.version, scope["path"])
@@ -149,6 +177,53 @@ class ModelServer:
         headers[NAME_HEADER] = served.name
         await send({**start, "status": status, "headers": headers.raw})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_answer(served: ServedModel, answer: fast.Answer, send: Send) -> None:
+    """Send a response the fast path produced, with the version headers."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(answer.body)).encode()),
+                (b"x-model-version", served.version.encode()),
+                (b"x-model-name", served.name.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+
+
+def _schemaless_csv(served: ServedModel) -> ASGIApp:
+    """MLflow's own CSV scoring of ``served``'s model, parsing without the logged schema.
+
+    MLflow's CSV parser asks the schema for pandas dtypes, and the wrapper's ``Any``-typed
+    columns have none, so every CSV request failed. The wrapper's columns are typed ``Any``
+    because MLflow refuses int64 -> double in a DataFrame, which would break offline callers
+    passing the runbook's row. Without a schema MLflow reads the CSV as ``mlflow models serve``
+    reads it for any unsigned model; the schema is still enforced by the model, and the
+    wrapper converts and checks the values.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        from mlflow.exceptions import MlflowException
+        from mlflow.pyfunc import scoring_server
+
+        request = Request(scope, receive)
+        body, content_type = await request.body(), request.headers.get("content-type", "")
+        try:
+            result = await asyncio.to_thread(
+                scoring_server.invocations, body, content_type, served.model, None
+            )
+        except MlflowException as exc:  # What MLflow's app answers for its own exceptions.
+            response = Response(exc.serialize_as_json(), exc.get_http_status_code())
+        else:
+            response = Response(result.response, result.status, media_type=result.mimetype)
+        await response(scope, receive, send)
+
+    return app
 
 
 def _clean_error(status: int, body: bytes, version: str) -> tuple[int, bytes] | None:
@@ -177,7 +252,20 @@ def _clean_error(status: int, body: bytes, version: str) -> tuple[int, bytes] | 
         return 500, limits.error_body("INTERNAL_ERROR", "internal error while scoring")
     if trace:
         logger.warning("version %s rejected a request: %s\n%s", version, message, trace)
+        if message.startswith(MLFLOW_UNEXPECTED_ERROR):
+            message = _model_reason(trace) or message
     return status, limits.error_body(str(document.get("error_code", "BAD_REQUEST")), message)
+
+
+def _model_reason(trace: str) -> str | None:
+    """The model's own refusal at the end of ``trace`` (a ``ValueError``), else None.
+
+    The wrapper raises ValueError naming the column for bad values; MLflow answers every
+    exception from a model with one generic sentence and the trace, which is not sent.
+    """
+    lines = trace.strip().splitlines()
+    kind, sep, reason = (lines[-1] if lines else "").partition(": ")
+    return limits.short(reason) if sep and kind == "ValueError" and reason.strip() else None
 
 
 def _control_app(slot: ModelSlot) -> Starlette:

@@ -1,14 +1,18 @@
 """Request limits: what ``/invocations`` accepts before MLflow sees it, and how the server refuses.
 
 This module owns the guards in front of MLflow's parser (a Content-Type, a body no larger than
-``max_body_bytes`` whether declared or streamed, JSON that parses, no more than ``max_rows`` rows)
+``max_body_bytes`` whether declared or streamed and drained before it is refused, JSON that
+parses, no more than ``max_rows`` rows of JSON or Parquet)
 and the shape of every refusal: a short JSON ``{"error_code", "message"}`` body, one line, never a
 stack trace. Stock MLflow answers several of these requests with a 500 or reads any body whole.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
@@ -21,6 +25,15 @@ if TYPE_CHECKING:
 MESSAGE_LIMIT = 600
 # Payload keys whose value holds one entry per row (``dataframe_split`` is counted apart).
 ROW_KEYS = ("dataframe_records", "instances", "inputs")
+PARQUET = "application/vnd.apache.parquet"
+# An oversized body is read and dropped, up to this much and this long, before the 413 is sent:
+# closing a socket with unread bytes makes the kernel answer with a reset, and many clients then
+# report the reset instead of the 413. Past these bounds the 413 goes out with Connection: close.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
+DRAIN_IDLE_SECONDS = 1.0
+# MLflow parses a body as JSON only for exactly this type (its charset, if given, utf-8).
+_JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 
 
 def error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
@@ -62,17 +75,17 @@ def check_headers(headers: Headers, max_body_bytes: int) -> Response | None:
         if not declared.strip().isdigit():
             return error(400, "BAD_REQUEST", "invalid Content-Length")
         if int(declared) > max_body_bytes:
-            return too_large(max_body_bytes)
+            return too_large(max_body_bytes, close=True)
     return None
 
 
-def too_large(max_body_bytes: int) -> Response:
-    """The 413 for a body over the limit; it closes the connection rather than drain the rest."""
+def too_large(max_body_bytes: int, *, close: bool) -> Response:
+    """The 413 for a body over the limit; ``close`` when the rest of the body was left unread."""
     return error(
         413,
         "REQUEST_TOO_LARGE",
         f"request body larger than {max_body_bytes} bytes; split it into smaller batches",
-        Connection="close",
+        **({"Connection": "close"} if close else {}),
     )
 
 
@@ -101,6 +114,36 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             raise BodyTooLarge
         if not message.get("more_body", False):
             return bytes(body)
+
+
+async def drain(receive: Receive, declared: int | None = None) -> bool:
+    """Read and drop the rest of a refused body, within the drain bounds.
+
+    Args:
+        receive: The request's ASGI receive.
+        declared: The Content-Length, if any: past ``DRAIN_BYTES`` nothing is read.
+
+    Returns:
+        Whether the whole body was read (the connection can then be kept open).
+    """
+    if declared is not None and declared > DRAIN_BYTES:
+        return False
+    dropped = 0
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while dropped <= DRAIN_BYTES:
+        wait = min(DRAIN_IDLE_SECONDS, deadline - time.monotonic())
+        if wait <= 0:
+            return False
+        try:
+            message = await asyncio.wait_for(receive(), wait)
+        except TimeoutError:  # The client stopped sending: answer now.
+            return False
+        if message["type"] == "http.disconnect":
+            return False
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
@@ -133,13 +176,20 @@ def rows_in(payload: Any) -> int:
     return 0
 
 
+def is_json(content_type: str) -> bool:
+    """Whether MLflow parses a body of this Content-Type as JSON (``text/json`` it refuses)."""
+    parts = [part.strip() for part in content_type.split(";")]
+    return "; ".join([parts[0], *(p.lower() for p in parts[1:])]) in _JSON_TYPES
+
+
 def check_json(headers: Headers, body: bytes, max_rows: int) -> Response | None:
     """Refuse JSON bodies that are empty, not JSON, nested past the parser's limit or too long.
 
     MLflow parses and scores what passes; this only guards its parser and the worker. Deep
-    nesting raises RecursionError in the parser, which MLflow would turn into a 500.
+    nesting raises RecursionError in the parser, which MLflow would turn into a 500. A body
+    MLflow will not parse as JSON (``text/json``, say) is left to its 415.
     """
-    if not headers.get("content-type", "").split(";")[0].strip().lower().endswith("json"):
+    if not is_json(headers.get("content-type", "")):
         return None
     if not body.strip():
         return error(400, "BAD_REQUEST", "empty request body: send a JSON scoring payload")
@@ -149,7 +199,26 @@ def check_json(headers: Headers, body: bytes, max_rows: int) -> Response | None:
         return error(400, "BAD_REQUEST", "request JSON is nested too deeply")
     except ValueError:
         return error(400, "BAD_REQUEST", "request body is not valid JSON (UTF-8)")
-    rows = rows_in(payload)
+    return _check_rows(rows_in(payload), max_rows)
+
+
+def check_parquet(headers: Headers, body: bytes, max_rows: int) -> Response | None:
+    """Refuse Parquet bodies with more than ``max_rows`` rows (read from the file's footer).
+
+    A body that is not Parquet is left to MLflow, which answers it with a 400.
+    """
+    if headers.get("content-type", "").split(";")[0].strip() != PARQUET:
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.ParquetFile(io.BytesIO(body)).metadata.num_rows
+    except Exception:  # Any unreadable body: MLflow's own parser answers it.  # noqa: BLE001
+        return None
+    return _check_rows(rows, max_rows)
+
+
+def _check_rows(rows: int, max_rows: int) -> Response | None:
     if rows > max_rows:
         return error(
             413,

@@ -1,11 +1,11 @@
 """The model slot: which registered version is served, and the only code that replaces it.
 
 This module owns loading a version (download its artifacts, build MLflow's own scoring app
-around it with ``mlflow.pyfunc.scoring_server.init``), resolving the alias in the registry, the
-swap (one assignment of ``ModelSlot.current`` on the event loop, so a request in flight finishes
-on the version it started with) and the background loop that loads at start, retries while
-nothing is served and, if asked, follows the alias. A reload that fails leaves what is served
-unchanged and says why (``ReloadError`` and its kinds).
+around it with ``mlflow.pyfunc.scoring_server.init`` and its fast path), resolving the alias in
+the registry, the swap (one assignment of ``ModelSlot.current`` on the event loop, so a request
+in flight finishes on the version it started with) and the background loop that loads at start,
+retries while nothing is served and, if asked, follows the alias. A reload that fails leaves what
+is served unchanged and says why (``ReloadError`` and its kinds).
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from wine_quality import config
+from wine_quality.serving.fast import FastScorer
 from wine_quality.serving.limits import short
 from wine_quality.serving.settings import ServerSettings, parse_model_uri
 from wine_quality.tracking import is_not_found
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.pyfunc import PyFuncModel
     from starlette.types import ASGIApp
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,10 @@ class ServedModel:
     app: ASGIApp = field(repr=False, compare=False)
     # Owns the downloaded artifacts; removed when the last request using this version is done.
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False, compare=False)
+    # The loaded model the app scores with (the server's CSV path calls it too).
+    model: PyFuncModel | None = field(default=None, repr=False, compare=False)
+    # Scores the common JSON requests without MLflow's parser; None for other kinds of model.
+    fast: FastScorer | None = field(default=None, repr=False, compare=False)
 
     @property
     def model_uri(self) -> str:
@@ -208,7 +214,9 @@ class ModelSlot:
                 tracking_uri=uri,
                 registry_uri=uri,
             )
-            app = scoring_server.init(mlflow.pyfunc.load_model(local))
+            model = mlflow.pyfunc.load_model(local)
+            app = scoring_server.init(model)
+            fast = FastScorer.for_model(model)
         except BaseException:
             workdir.cleanup()
             raise
@@ -219,6 +227,8 @@ class ModelSlot:
             loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
             app=app,
             workdir=workdir,
+            model=model,
+            fast=fast,
         )
 
     async def keep_in_sync(self) -> None:
