@@ -12,32 +12,17 @@ import shutil
 import pytest
 
 from bench.endpoint import CONCURRENCY, ROWS, Plan, run
-from wine_quality.config import Settings
-from wine_quality.pipeline import deploy_production, ingest_data, promote_candidate, train_candidate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_endpoint_bench_runs_once_on_a_tiny_plan(stack, wine_csv, tmp_path):
     assert shutil.which("hey"), "hey is missing: apt-get install hey"
-    settings = Settings.from_env(
-        {
-            "MLFLOW_TRACKING_URI": stack.tracking_uri,
-            "WINE_MODEL_SERVER_URL": stack.server_url,
-            "WINE_MODEL_SERVER_TOKEN": stack.script("stack.sh", "token").stdout.strip(),
-            "WINE_STAGING_URI": str(stack.state / "staging"),
-        }
-    )
-    ingested = ingest_data(data_uri=str(wine_csv), settings=settings, snapshot_key="bench")
-    candidate = train_candidate(
-        ingested=ingested, settings=settings, alphas=[0.1], l1_ratios=[0.5],
-        dag_id="wine_retraining", airflow_run_id="bench-smoke",
-    )  # fmt: skip
-    promotion = promote_candidate(
-        decision={"candidate_version": candidate["version"], "production_version": None},
-        settings=settings, airflow_run_id="bench-smoke",
-    )  # fmt: skip
-    deploy_production(promotion=promotion, settings=settings)
+    # A served version, made the way users make one: a run of the DAG (a one-point grid).
+    code, summary, output = stack.run_dag(str(wine_csv), conf={"alphas": [0.1], "l1_ratios": [0.5]})
+    assert code == 0, output[-3000:]
+    version = summary["served_version"]
+    assert version == stack.production() == stack.served()["version"]
 
     out = tmp_path / "endpoint.json"
     document = run(
@@ -47,7 +32,7 @@ def test_endpoint_bench_runs_once_on_a_tiny_plan(stack, wine_csv, tmp_path):
         out,
     )
     assert json.loads(out.read_text()) == document
-    assert document["model"]["version"] == candidate["version"]
+    assert document["model"]["version"] == version
     assert set(document["steps"]) == {f"rows_{r}_c{c}" for r in ROWS for c in CONCURRENCY}
     for step in document["steps"].values():
         for server in ("project", "stock"):
