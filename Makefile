@@ -44,7 +44,7 @@ airflow: $(STAMP)
 	scripts/airflow.sh up
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-unit: $(STAMP)
 	$(VENV)/bin/python -m pytest -m "not integration"

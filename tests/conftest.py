@@ -1,8 +1,14 @@
-"""Settings every test needs before Airflow or MLflow is imported."""
+"""Settings every test needs before Airflow or MLflow is imported, and the session's bookkeeping.
+
+Under pytest-xdist (``make test``) every worker is its own process: it imports this file, so it
+gets its own throwaway Airflow home, and it hands its reliability rows to the controller, which
+writes them once.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The canonical UCI file lives beside the repository (never committed): tests read it in place.
 SHARED_DATA = REPO.parent / "shared" / "data" / "winequality-red.csv"
 
-# A throwaway Airflow home, so tests never touch ~/airflow or the `make run` state.
+# A throwaway Airflow home, so tests never touch ~/airflow or the `make run` state; one per
+# process (each xdist worker imports this file), removed when the session ends.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="wine-airflow-home-")
 os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -47,13 +54,37 @@ def wine_frame(wine_csv: Path):
     return parse_csv(wine_csv.read_bytes(), source=str(wine_csv))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the slow modules first: each goes whole to one worker (``--dist loadfile``),
+    and the quick ones fill the gaps at the end instead of waiting for a slow one."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Write the reliability rows recorded in this session, if asked to (make reliability)."""
     import json
 
     from tests.reliability import ROWS
 
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller writes every worker's rows
+        workeroutput["reliability_rows"] = ROWS
+        return
     out = os.environ.get("WINE_RELIABILITY_OUT")
     if out and ROWS:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps({"exitstatus": int(exitstatus), "rows": ROWS}, indent=2))
+
+
+def pytest_unconfigure(config):
+    """Remove this process's throwaway Airflow home."""
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the xdist controller: collect the rows a finished worker recorded."""
+    from tests.reliability import ROWS
+
+    ROWS.extend(getattr(node, "workeroutput", {}).get("reliability_rows", []))

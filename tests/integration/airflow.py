@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ from typing import Any
 
 import requests
 
-from tests.integration._server_helpers import free_port
-from tests.integration.stack import Stack, pid_alive
+from tests.integration.harness import assert_gone, descendants, free_port, wait_for
+from tests.integration.stack import Stack
 from wine_quality.config import DAG_ID
 
 TERMINAL = {"success", "failed"}
@@ -57,13 +56,12 @@ class AirflowApi:
 
     def wait_for_dag(self, dag_id: str = DAG_ID, timeout: float = 120) -> dict:
         """Until the DAG processor has parsed ``dag_id`` (a fresh home starts empty)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def parsed() -> dict | None:
             answer = self.request("GET", f"/dags/{dag_id}")
-            if answer.status_code == 200:
-                return answer.json()
-            time.sleep(1)
-        raise TimeoutError(f"{dag_id} was not parsed within {timeout:g} s")
+            return answer.json() if answer.status_code == 200 else None
+
+        return wait_for(parsed, f"{dag_id} parsed", timeout=timeout, every=1, ignore=())
 
     def set_paused(self, paused: bool, dag_id: str = DAG_ID) -> None:
         answer = self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
@@ -85,14 +83,14 @@ class AirflowApi:
 
     def wait_run(self, run_id: str, timeout: float = 300, dag_id: str = DAG_ID) -> dict:
         """Until the run ends; return it. A timeout fails with the task states so far."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.run(run_id, dag_id)
-            if run["state"] in TERMINAL:
-                return run
-            time.sleep(1)
-        states = {t["task_id"]: t["state"] for t in self.task_instances(run_id, dag_id)}
-        raise TimeoutError(f"run {run_id} did not end within {timeout:g} s: {states}")
+        try:
+            return wait_for(
+                lambda: (run := self.run(run_id, dag_id))["state"] in TERMINAL and run,
+                f"end of run {run_id}", timeout=timeout, every=1, ignore=(),
+            )  # fmt: skip
+        except TimeoutError:
+            states = self.states(run_id, dag_id)
+            raise TimeoutError(f"run {run_id} did not end within {timeout:g} s: {states}") from None
 
     def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
@@ -118,8 +116,7 @@ def airflow_env(stack: Stack, **extra: str) -> dict[str, str]:
 def listening_addresses(pids: set[int]) -> set[str]:
     """The local addresses on which any of ``pids`` (or their children) listens, from /proc."""
     inodes: set[str] = set()
-    family = _descendants(pids)
-    for pid in family:
+    for pid in descendants(pids):
         fd_dir = Path(f"/proc/{pid}/fd")
         try:
             for fd in fd_dir.iterdir():
@@ -148,23 +145,6 @@ def _address(hex_addr: str, width: int) -> str:
     return f"{ip}:{int(port, 16)}"
 
 
-def _descendants(pids: set[int]) -> set[int]:
-    children: dict[int, set[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), set()).add(int(stat.parent.name))
-    found, todo = set(), list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, ()))
-    return found
-
-
 @contextmanager
 def airflow_running(stack: Stack, timeout: float = 240, **extra: str) -> Iterator[AirflowApi]:
     """`airflow.sh up` beside ``stack``; yield its API; `airflow.sh down`, and prove it all ended.
@@ -188,9 +168,6 @@ def airflow_running(stack: Stack, timeout: float = 240, **extra: str) -> Iterato
         started.update({k: v for k, v in stack.pids().items() if k not in before})
         down = stack.script("airflow.sh", "down", timeout=180)
         assert down.returncode == 0, down.stderr
-        deadline = time.monotonic() + 20
-        while any(pid_alive(p) for p in started.values()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [name for name, pid in started.items() if pid_alive(pid)]
+        assert_gone(started, timeout=20)
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", int(env["AIRFLOW_API_PORT"]))) != 0

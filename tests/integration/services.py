@@ -1,13 +1,14 @@
-"""Real infrastructure for the production-topology tests: a PostgreSQL cluster and an S3 server.
+"""The services tests start themselves, built on :mod:`tests.integration.harness`.
 
-Plain helpers, no fixtures. PostgreSQL is a throwaway cluster made with the Debian server
-binaries (``initdb``/``pg_ctl``), bound to 127.0.0.1 on a free port; S3 is moto's standalone
-server (in memory). Every process starts in its own session, so stopping it stops its children
-too, and ``stop()`` ends with a SIGKILL to the whole group: a failing test leaves nothing behind.
+An MLflow tracking server and the model server (started directly, for the model-server tests),
+a throwaway PostgreSQL cluster, moto's S3 server and Redis. Plain helpers, no fixtures. A
+missing service binary fails the run in CI (``CI`` set) and skips the test elsewhere.
 
-PostgreSQL refuses to run as root, so when the tests run as root (CI) the cluster is created and
-run as the unprivileged ``postgres`` user with ``runuser``; its folder is then created directly
-under /tmp (pytest's own temporary folders are 0700 root and not traversable by that user).
+PostgreSQL is made with the Debian server binaries (``initdb``/``pg_ctl``), bound to 127.0.0.1
+on a free port: no library starts a cluster as another user without Docker. It refuses to run
+as root, so when the tests run as root (CI) the cluster is created and run as the unprivileged
+``postgres`` user with ``runuser``; its folder is then created directly under /tmp (pytest's own
+temporary folders are 0700 root and not traversable by that user).
 """
 
 from __future__ import annotations
@@ -16,19 +17,25 @@ import contextlib
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 
-VENV_BIN = Path(sys.executable).parent
+from tests.integration.harness import (
+    PYTHONPATH,
+    VENV_BIN,
+    Process,
+    clean_env,
+    free_port,
+    kill_group,
+    wait_for,
+)
+
 PG_SERVER_USER = "postgres"
 PG_BINARIES = ("initdb", "pg_ctl", "postgres")
 # Roles and databases of the production topology: MLflow's metadata (the runbook's
@@ -41,109 +48,57 @@ S3_BUCKETS = ("mlflow", "wine-data")
 S3_ADMIN_KEYS = {"aws_access_key_id": "test-admin-key", "aws_secret_access_key": "test-admin"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _missing(reason: str) -> None:
+def missing(reason: str) -> None:
     """A missing service binary fails the run in CI and skips the test elsewhere."""
     if os.environ.get("CI"):
         raise RuntimeError(f"{reason} (CI is set: the CI image must provide it)")
     pytest.skip(reason)
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without cloud keys or service settings, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "MLFLOW_", "AIRFLOW", "WINE_", "PG"))
-    }
-    env.update(extra)
-    return env
+# --- MLflow server and model server --------------------------------------------------------------
 
 
-def _kill_group(pgid: int, timeout: float = 10, leader: subprocess.Popen | None = None) -> None:
-    """SIGTERM a process group, wait for it to empty, then SIGKILL whatever is left.
+def start_mlflow(state: Path, log_dir: Path, name: str = "mlflow") -> Process:
+    """An MLflow tracking server on a free port whose data lives in ``state``, answering."""
+    state.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [
+        str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
+        "--artifacts-destination", str(state / "artifacts"), "--serve-artifacts",
+    ]  # fmt: skip
+    server = Process.start(
+        name, cmd, log_dir / f"{name}.log", url=f"http://127.0.0.1:{port}",
+        env=clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+    )  # fmt: skip
+    try:
+        server.wait_http("/health", timeout=90)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
-    ``leader``, if it is our child, is reaped while waiting: as a zombie it would keep the
-    group alive in the eyes of ``killpg``.
+
+def start_model_server(
+    tracking_uri: str, log_dir: Path, name: str, *, token: str = "", **settings: str
+) -> Process:
+    """``python -m wine_quality.serving`` on a free port; ``settings`` are extra env variables.
+
+    Not waited for: the tests look at what it answers while it starts.
     """
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if leader is not None:
-                leader.poll()
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
-
-
-@dataclass
-class Process:
-    """A process the tests started in its own session, with its log file."""
-
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-    @classmethod
-    def start(cls, name: str, args: list[str], log: Path, **kwargs) -> Process:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, **kwargs,
-            )  # fmt: skip
-        return cls(name=name, popen=popen, log=log)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, timeout: float = 15) -> None:
-        """Stop the whole process group (the leader's pid is the group id)."""
-        _kill_group(self.popen.pid, timeout, leader=self.popen)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5)
-
-
-def wait_http(url: str, process: Process, timeout: float = 60, ok=(200,)) -> requests.Response:
-    """Poll ``url`` until it answers with a status in ``ok``; fail early if ``process`` died."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if not process.alive():
-            raise RuntimeError(
-                f"{process.name} exited ({process.popen.returncode}):\n{process.log_tail()}"
-            )
-        try:
-            response = requests.get(url, timeout=5)
-            if response.status_code in ok:
-                return response
-            last = response.status_code
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.3)
-    raise TimeoutError(f"{process.name} did not answer {url} in {timeout:g} s ({last}):\n"
-                       f"{process.log_tail()}")  # fmt: skip
+    port = free_port()
+    env = clean_env(
+        PYTHONPATH=PYTHONPATH,
+        MLFLOW_TRACKING_URI=tracking_uri,
+        WINE_MODEL_SERVER_TOKEN=token,
+        # Fail fast in tests; the server's own retry loop is what is being tested.
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+        **settings,
+    )
+    cmd = [sys.executable, "-m", "wine_quality.serving", "--port", str(port)]
+    return Process.start(
+        name, cmd, log_dir / f"{name}.log", env=env, url=f"http://127.0.0.1:{port}"
+    )
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
@@ -165,7 +120,7 @@ def postgres_bindir() -> Path:
     for bindir in candidates:
         if all(os.access(bindir / name, os.X_OK) for name in PG_BINARIES):
             return bindir
-    _missing(
+    missing(
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH nor in"
         " /usr/lib/postgresql/*/bin: install the Debian package `postgresql`"
     )
@@ -296,11 +251,11 @@ class PostgresCluster:
         with contextlib.suppress(Exception):
             self.stop()
         if self.pgid is not None:
-            _kill_group(self.pgid)
+            kill_group(self.pgid)
         postmaster = self.data / "postmaster.pid"
         if postmaster.exists():  # e.g. started by a crashed earlier attempt of start()
             with contextlib.suppress(ValueError, OSError):
-                _kill_group(int(postmaster.read_text().splitlines()[0]))
+                kill_group(int(postmaster.read_text().splitlines()[0]))
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -318,9 +273,9 @@ def start_postgres() -> PostgresCluster:
         try:
             account = pwd.getpwnam(PG_SERVER_USER)
         except KeyError:
-            _missing(f"running as root and there is no unprivileged {PG_SERVER_USER!r} user")
+            missing(f"running as root and there is no unprivileged {PG_SERVER_USER!r} user")
         if not shutil.which("runuser"):
-            _missing("running as root and `runuser` is not available")
+            missing("running as root and `runuser` is not available")
         as_user = PG_SERVER_USER
         # Under /tmp (world-traversable), owned by the server's user; 0755 so root's test can
         # read the log. initdb makes the data folder inside it 0700.
@@ -387,15 +342,15 @@ def start_s3(
     """
     binary = VENV_BIN / "moto_server"
     if not os.access(binary, os.X_OK):
-        _missing(f"{binary} not found: install moto[server]")
+        missing(f"{binary} not found: install moto[server]")
     port = port or free_port()
     process = Process.start(
         "moto", [str(binary), "-H", "127.0.0.1", "-p", str(port)], log_dir / "moto.log",
-        env=clean_env(),
+        url=f"http://127.0.0.1:{port}",
     )  # fmt: skip
     server = S3Server(process=process, port=port)
     try:
-        wait_http(f"{server.endpoint}/moto-api/", process, timeout=60)
+        process.wait_http("/moto-api/", timeout=60)
         s3 = server.client()
         for bucket in buckets:
             s3.create_bucket(Bucket=bucket)
@@ -403,3 +358,54 @@ def start_s3(
         server.stop()
         raise
     return server
+
+
+# --- Redis ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Redis:
+    """A Redis server the test started: loopback only, in memory."""
+
+    process: Process
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def ping(self) -> bool:
+        with (
+            contextlib.closing(socket.create_connection(("127.0.0.1", self.port), timeout=2))
+            as sock,
+        ):  # fmt: skip
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_redis(folder: Path, timeout: float = 30) -> Redis:
+    """``redis-server`` on a free loopback port, without persistence, its folder ``folder``.
+
+    Raises:
+        RuntimeError: In CI, when ``redis-server`` is missing (elsewhere: pytest.skip).
+    """
+    binary = shutil.which("redis-server")
+    if not binary:
+        missing("redis-server not found: install the Debian package `redis-server`")
+    port = free_port()
+    args = [
+        binary, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
+        # A broker for one test: nothing is worth writing to disk.
+        "--save", "", "--appendonly", "no", "--dir", str(folder), "--daemonize", "no",
+    ]  # fmt: skip
+    redis = Redis(Process.start("redis", args, folder / "redis.log"), port)
+    try:
+        wait_for(redis.ping, "PONG from redis-server", timeout=timeout, every=0.1,
+                 process=redis.process)  # fmt: skip
+    except BaseException:
+        redis.stop()
+        raise
+    return redis

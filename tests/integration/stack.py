@@ -1,17 +1,17 @@
 """Drive the real local stack (scripts/stack.sh, scripts/run-dag.sh) from tests.
 
 The same scripts `make run` uses, on free ports and in a throwaway state folder, so the tests
-exercise what users run and never disturb a stack a developer has up.
+exercise what users run and never disturb a stack a developer has up. The scripts start the
+processes and keep their pid files; the harness (tests/integration/harness.py) picks the ports,
+cleans the environment and proves at the end that every process is gone.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,10 +19,8 @@ from pathlib import Path
 
 import requests
 
-from tests.integration._server_helpers import free_port
+from tests.integration.harness import REPO, assert_gone, clean_env, free_port
 from wine_quality.config import MODEL_NAME, PRODUCTION_ALIAS
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -120,19 +118,15 @@ def running(stack: Stack, up_timeout: float = 180) -> Iterator[Stack]:
         pids = {**{f"first {k}": v for k, v in started.items()}, **stack.pids()}
         down = stack.script("stack.sh", "down", timeout=90)
         assert down.returncode == 0, down.stderr
-        deadline = time.monotonic() + 10
-        while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [name for name, pid in pids.items() if pid_alive(pid)]
+        assert_gone(pids)
 
 
 def stack_env(state: Path) -> dict[str, str]:
+    """The scripts' environment for a stack in ``state`` on free ports, without the developer's
+    settings, nor their ``.env`` (the scripts would read it for what the environment lacks)."""
     mlflow_port, server_port = free_port(), free_port()
-    env = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW", "MLFLOW_", "WINE_"))
-    }  # fmt: skip
-    env.update(
+    return clean_env(
+        WINE_DOTENV="/dev/null",
         WINE_STATE_DIR=str(state),
         MLFLOW_PORT=str(mlflow_port),
         MODEL_SERVER_PORT=str(server_port),
@@ -140,19 +134,3 @@ def stack_env(state: Path) -> dict[str, str]:
         WINE_MODEL_SERVER_URL=f"http://127.0.0.1:{server_port}",
         VENV=str(Path(sys.executable).parent.parent),
     )
-    return env
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return "X"

@@ -10,13 +10,13 @@ all) is what a user's scheduler gives them.
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from tests.integration.airflow import AirflowApi, airflow_running, listening_addresses
+from tests.integration.harness import wait_for
 from tests.integration.stack import Stack, running, stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,13 +35,11 @@ def live(tmp_path_factory, wine_csv):
 
 def _wait_for_run(api: AirflowApi, run_type: str, timeout: float = 60) -> dict:
     """The first run of ``run_type`` the scheduler created, once it exists."""
-    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
-    while datetime.now(UTC) < deadline:
-        found = [r for r in api.runs() if r["run_type"] == run_type]
-        if found:
-            return found[0]
-        time.sleep(1)
-    raise TimeoutError(f"the scheduler created no {run_type} run within {timeout} s")
+    found = wait_for(
+        lambda: [r for r in api.runs() if r["run_type"] == run_type],
+        f"a {run_type} run created by the scheduler", timeout=timeout, every=1, ignore=(),
+    )  # fmt: skip
+    return found[0]
 
 
 def test_ui_answers_on_loopback_only(live):

@@ -18,26 +18,14 @@ a cold stop, which Airflow's image avoids for Celery workers with ``DUMB_INIT_SE
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import time
-from contextlib import closing
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.integration.airflow import airflow_running, listening_addresses
-from tests.integration.services import (
-    PostgresCluster,
-    Process,
-    _missing,
-    clean_env,
-    free_port,
-    start_postgres,
-)
-from tests.integration.stack import Stack, pid_alive, running, stack_env
+from tests.integration.harness import pid_alive, wait_for
+from tests.integration.services import PostgresCluster, Redis, missing, start_postgres, start_redis
+from tests.integration.stack import Stack, running, stack_env
 from wine_quality.config import MODEL_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,51 +34,6 @@ WORKERS = ("worker-a", "worker-b")
 # Two task slots per worker: the DAG is mostly a chain, so more would only cost memory.
 CONCURRENCY = "2"
 RUN_TIMEOUT = 300
-
-
-@dataclass
-class Redis:
-    """A Redis server the test started: loopback only, in memory."""
-
-    process: Process
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def ping(self) -> bool:
-        try:
-            with closing(socket.create_connection(("127.0.0.1", self.port), timeout=2)) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-
-def start_redis(folder: Path, timeout: float = 30) -> Redis:
-    """``redis-server`` on a free loopback port, without persistence, its folder ``folder``.
-
-    Raises:
-        RuntimeError: In CI, when ``redis-server`` is missing (elsewhere: pytest.skip).
-    """
-    binary = shutil.which("redis-server")
-    if not binary:
-        _missing("redis-server not found: install the Debian package `redis-server`")
-    port = free_port()
-    args = [
-        binary, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
-        # A broker for one test: nothing is worth writing to disk.
-        "--save", "", "--appendonly", "no", "--dir", str(folder), "--daemonize", "no",
-    ]  # fmt: skip
-    redis = Redis(Process.start("redis", args, folder / "redis.log", env=clean_env()), port)
-    deadline = time.monotonic() + timeout
-    while not redis.ping():
-        if not redis.process.alive() or time.monotonic() > deadline:
-            redis.process.stop()
-            raise RuntimeError(f"redis-server did not answer PING:\n{redis.process.log_tail()}")
-        time.sleep(0.1)
-    return redis
 
 
 def celery_env(postgres: PostgresCluster, redis: Redis) -> dict[str, str]:
@@ -116,16 +59,6 @@ def online_workers(broker_url: str) -> set[str]:
     finally:
         app.close()
     return {name.split("@", 1)[0] for answer in answers for name in answer}
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.25):
-    """Poll ``condition`` until it returns something truthy; return it, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(interval)
-    raise TimeoutError(f"{what} within {timeout:g} s")
 
 
 def versions_of_run(stack: Stack, run_id: str) -> list[str]:
@@ -160,7 +93,7 @@ def redis(tmp_path_factory):
     try:
         yield server
     finally:
-        server.process.stop()
+        server.stop()
         assert not pid_alive(server.process.pid)
 
 
@@ -170,7 +103,7 @@ def celery(tmp_path_factory, wine_csv, postgres, redis):
     try:
         import airflow.providers.celery  # noqa: F401
     except ImportError:
-        _missing("apache-airflow-providers-celery is not installed (requirements.txt)")
+        missing("apache-airflow-providers-celery is not installed (requirements.txt)")
     state = tmp_path_factory.mktemp("celery-stack")
     env = {**stack_env(state), "WINE_DATA_URI": str(wine_csv)}
     with (
@@ -180,9 +113,8 @@ def celery(tmp_path_factory, wine_csv, postgres, redis):
         for name in WORKERS:
             started = stack.script("airflow.sh", "worker", name, CONCURRENCY, timeout=60)
             assert started.returncode == 0, started.stdout + started.stderr
-        wait_until(
-            lambda: online_workers(redis.url) >= set(WORKERS), 120, f"{WORKERS} not all online"
-        )
+        wait_for(lambda: online_workers(redis.url) >= set(WORKERS), f"{WORKERS} all online",
+                 timeout=120)  # fmt: skip
         api.wait_for_dag()
         api.set_paused(False)
         yield stack, api, redis
@@ -212,7 +144,7 @@ def test_a_forced_run_is_spread_over_both_workers_and_served(celery):
 def test_a_warm_shutdown_mid_run_hands_the_rest_to_the_other_worker(celery):
     stack, api, redis = celery
     both = set(WORKERS)
-    wait_until(lambda: online_workers(redis.url) >= both, 60, f"{WORKERS} not both online")
+    wait_for(lambda: online_workers(redis.url) >= both, f"{WORKERS} both online", timeout=60)
     run_id = api.trigger({"force_promotion": True})
 
     def train_running() -> dict | None:
@@ -222,14 +154,14 @@ def test_a_warm_shutdown_mid_run_hands_the_rest_to_the_other_worker(celery):
             None,
         )  # fmt: skip
 
-    train = wait_until(train_running, 180, "train did not start", interval=0.2)
+    train = wait_for(train_running, "train running", timeout=180, ignore=())
     victim = train["hostname"]
     assert victim in both, train
     (survivor,) = both - {victim}
     pid = worker_pid(stack, victim)
     # The worker's main process only: Celery's warm shutdown (stop consuming, finish, exit).
     os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not pid_alive(pid), RUN_TIMEOUT, f"{victim} (pid {pid}) did not exit")
+    wait_for(lambda: not pid_alive(pid), f"{victim} (pid {pid}) to exit", timeout=RUN_TIMEOUT)
     assert api.states(run_id)["train"] == "success", "the running task was let finish"
 
     done = api.wait_run(run_id, RUN_TIMEOUT)
@@ -246,4 +178,5 @@ def test_a_warm_shutdown_mid_run_hands_the_rest_to_the_other_worker(celery):
     assert versions_of_run(stack, run_id) == [summary["promoted_version"]]  # registered once
     assert stack.production() == summary["promoted_version"] == stack.served()["version"]
     # Pings go unanswered on a busy machine: ask until someone answers.
-    assert wait_until(lambda: online_workers(redis.url), 60, "no worker answers") == {survivor}
+    answering = wait_for(lambda: online_workers(redis.url), "a worker's answer", timeout=60)
+    assert answering == {survivor}

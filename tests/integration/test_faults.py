@@ -19,19 +19,16 @@ import math
 import re
 import time
 import warnings
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 import requests
 
 from tests import reliability
-from tests.integration._server_helpers import CuttableProxy
-from tests.integration.services import (
-    start_s3,
-)
-from tests.integration.stack import Stack, pid_alive, stack_env, task_attempts
+from tests.integration.harness import pid_alive, wait_for
+from tests.integration.proxy import CuttableProxy
+from tests.integration.services import start_s3
+from tests.integration.stack import Stack, running, stack_env, task_attempts
 from wine_quality import config
 from wine_quality.canary import run_canary
 from wine_quality.config import (
@@ -80,23 +77,6 @@ def model_artifact_upload(data: bytes) -> bool:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float) -> Any:
-    """Poll ``check`` until it returns something truthy (errors count as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except Exception as exc:  # noqa: BLE001 - a service coming back errors for a while
-            result, last = None, exc
-        else:
-            last = result
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"no {what} within {timeout:g} s (last: {last!r})")
 
 
 def experiment_ids(mlflow_client) -> list[str]:
@@ -387,7 +367,8 @@ def test_model_server_down_at_deploy(stack, wine_csv):
     wait_for(
         lambda: served_version(stack) == before,
         f"version {before} on /served-model",
-        SERVED_DEADLINE_SECONDS,
+        timeout=SERVED_DEADLINE_SECONDS,
+        every=0.5,
     )
     assert assert_consistent(stack) == before
     record(
@@ -456,28 +437,18 @@ def s3_stack(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("moto")
     holder = {"s3": start_s3(log_dir), "log_dir": log_dir}
     state = tmp_path_factory.mktemp("s3-stack")
-    env = {k: v for k, v in stack_env(state).items() if not k.startswith("AWS_")}
+    env = stack_env(state)
     env.update(
         ARTIFACT_ROOT=f"s3://{ARTIFACT_BUCKET}/{ARTIFACT_PREFIX}",
         MLFLOW_S3_ENDPOINT_URL=holder["s3"].endpoint,
         AWS_ACCESS_KEY_ID="faults-mlflow-key",
         AWS_SECRET_ACCESS_KEY="faults-mlflow-secret",
     )
-    running = Stack(state=state, env=env)
-    pids: dict[str, int] = {}
     try:
-        up = running.script("stack.sh", "up", timeout=240)
-        assert up.returncode == 0, up.stdout + up.stderr
-        pids = running.pids()
-        yield running, holder
+        with running(Stack(state=state, env=env), up_timeout=240) as live:
+            yield live, holder
     finally:
-        down = running.script("stack.sh", "down", timeout=90)
         holder["s3"].stop()
-        assert down.returncode == 0, down.stderr
-        deadline = time.monotonic() + 10
-        while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [name for name, pid in pids.items() if pid_alive(pid)]
         assert not pid_alive(holder["s3"].process.pid)
 
 

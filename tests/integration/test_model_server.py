@@ -4,6 +4,14 @@ One MLflow server and two registered versions of a tiny ElasticNet are shared by
 version 2 predicts about one point higher than version 1, so a response shows which version
 made it. Tests that need a particular version point the ``production`` alias at it themselves,
 so they do not depend on the order they run in.
+
+The processes are started directly (tests/integration/services.py), not through the stack's
+scripts: the tests need a model server started before production exists, one whose tracking
+server is unreachable at first, and one stopped by SIGTERM, each with its own settings.
+
+Run as ``python -m tests.integration.test_model_server TRACKING_URI`` it registers the two
+versions and prints what each predicts for the runbook's row; the tests do that in a child
+process so that MLflow's process-wide tracking URI is never changed in the test process.
 """
 
 from __future__ import annotations
@@ -24,17 +32,9 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
-from tests.integration._server_helpers import (
-    TOKEN,
-    CuttableProxy,
-    Service,
-    free_port,
-    register_versions,
-    start_mlflow,
-    start_model_server,
-    wait_status,
-    wait_until,
-)
+from tests.integration.harness import Process, wait_for
+from tests.integration.proxy import CuttableProxy
+from tests.integration.services import start_mlflow, start_model_server
 from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 TOLERANCE = 1e-6
+TOKEN = "test-reload-token"
 RUNBOOK_ROW = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -64,23 +65,70 @@ class Registry:
             self.client.delete_registered_model_alias(MODEL_NAME, PRODUCTION_ALIAS)
 
 
+def register_versions(tracking_uri: str) -> dict[str, float]:
+    """Log and register two small ElasticNets whose predictions differ by about one point.
+
+    Returns:
+        ``{version: its prediction for the runbook row}``.
+    """
+    from importlib import metadata
+
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import ElasticNet
+
+    from wine_quality.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD
+    from wine_quality.tracking import ensure_experiment, using
+
+    rng = np.random.default_rng(7)
+    # Rough means of the red wine features, so the rows look like wine.
+    means = np.array([8.3, 0.53, 0.27, 2.5, 0.087, 16, 46, 0.997, 3.3, 0.66, 10.4])
+    features = pd.DataFrame(rng.uniform(0.7, 1.3, size=(40, len(FEATURES))) * means,
+                            columns=list(FEATURES))  # fmt: skip
+    runbook = pd.DataFrame(
+        RUNBOOK_PAYLOAD["dataframe_split"]["data"], columns=list(FEATURES), dtype="float64"
+    )
+    expected: dict[str, float] = {}
+    with using(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, "model_server_tests")
+        for offset in (0.0, 1.0):
+            target = 3 + 0.25 * features["alcohol"] - 1.5 * features["volatile acidity"] + offset
+            model = ElasticNet(alpha=0.001, max_iter=10_000).fit(features, target)
+            with mlflow.start_run(experiment_id=experiment_id):
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    registered_model_name=MODEL_NAME,
+                    input_example=features.head(2),
+                    signature=infer_signature(features, model.predict(features)),
+                    # Explicit pins skip MLflow's slow requirement inference.
+                    pip_requirements=[
+                        f"mlflow=={metadata.version('mlflow')}",
+                        f"scikit-learn=={metadata.version('scikit-learn')}",
+                    ],
+                )
+            expected[str(info.registered_model_version)] = float(model.predict(runbook)[0])
+    return expected
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("model-server")
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(workdir: Path) -> Iterator[Service]:
-    service = start_mlflow(workdir / "mlflow", free_port(), workdir / "logs")
+def mlflow_server(workdir: Path) -> Iterator[Process]:
+    service = start_mlflow(workdir / "mlflow", workdir / "logs")
     try:
-        wait_status(service, "/health", timeout=90)
         yield service
     finally:
         service.stop()
 
 
 @pytest.fixture(scope="module")
-def registry(mlflow_server: Service) -> Registry:
+def registry(mlflow_server: Process) -> Registry:
     from mlflow import MlflowClient
 
     expected = register_versions(mlflow_server.url)
@@ -92,8 +140,8 @@ def registry(mlflow_server: Service) -> Registry:
 
 @pytest.fixture(scope="module")
 def server(
-    mlflow_server: Service, workdir: Path, request: pytest.FixtureRequest
-) -> Iterator[Service]:
+    mlflow_server: Process, workdir: Path, request: pytest.FixtureRequest
+) -> Iterator[Process]:
     """The model server under test (reloads enabled), started before production exists.
 
     Its first answers, before anything could be loaded, are kept in ``notes["first"]``. It does
@@ -111,8 +159,8 @@ def server(
     )  # fmt: skip
     try:
         request.getfixturevalue("registry")  # Registers while the server boots.
-        wait_until(lambda: "alias" in service.get("/served-model").json().get("reason", ""),
-                   service, "its first look at the registry", timeout=60)  # fmt: skip
+        wait_for(lambda: "alias" in service.get("/served-model").json().get("reason", ""),
+                 "its first look at the registry", timeout=60, process=service)  # fmt: skip
         service.notes["first"] = {
             path: service.get(path) for path in ("/served-model", "/ping", "/health")
         }
@@ -122,11 +170,11 @@ def server(
         service.stop()
 
 
-def reload(service: Service, **kwargs) -> requests.Response:
+def reload(service: Process, **kwargs) -> requests.Response:
     return service.post("/admin/reload", **kwargs)
 
 
-def serve(service: Service, registry: Registry, version: str) -> None:
+def serve(service: Process, registry: Registry, version: str) -> None:
     """Point production at ``version`` and make the server follow it."""
     registry.point(version)
     response = reload(service, headers=AUTH)
@@ -134,7 +182,7 @@ def serve(service: Service, registry: Registry, version: str) -> None:
     assert response.json()["version"] == version
 
 
-def predict(service: Service, payload: dict) -> tuple[str, float]:
+def predict(service: Process, payload: dict) -> tuple[str, float]:
     """(version header, the single prediction) of a successful request."""
     response = service.post("/invocations", json=payload)
     assert response.status_code == 200, response.text
@@ -143,12 +191,12 @@ def predict(service: Service, payload: dict) -> tuple[str, float]:
     return response.headers["X-Model-Version"], float(predictions[0])
 
 
-def served_version(service: Service) -> str | None:
+def served_version(service: Process) -> str | None:
     return service.get("/served-model").json()["version"]
 
 
 def test_started_before_production_exists_it_waits_for_a_reload(
-    server: Service, registry: Registry
+    server: Process, registry: Registry
 ):
     first = server.notes["first"]
     assert first["/served-model"].status_code == 200
@@ -175,7 +223,7 @@ def test_started_before_production_exists_it_waits_for_a_reload(
 
 
 def test_recovers_by_itself_when_the_tracking_server_comes_back(
-    mlflow_server: Service, registry: Registry, workdir: Path
+    mlflow_server: Process, registry: Registry, workdir: Path
 ):
     # No token, retry every 0.5 s, poll the alias; its tracking server is down at first.
     registry.point("1")
@@ -186,8 +234,8 @@ def test_recovers_by_itself_when_the_tracking_server_comes_back(
         WINE_MODEL_SERVER_RETRY_SECONDS="0.5", WINE_MODEL_SERVER_POLL_SECONDS="0.5",
     )  # fmt: skip
     try:
-        wait_until(lambda: "cannot resolve" in auto.get("/served-model").json()["reason"],
-                   auto, "a failed first load", timeout=60)  # fmt: skip
+        wait_for(lambda: "cannot resolve" in auto.get("/served-model").json()["reason"],
+                 "a failed first load", timeout=60, process=auto)  # fmt: skip
         assert served_version(auto) is None
         for path in ("/ping", "/health"):
             response = auto.get(path)
@@ -199,13 +247,14 @@ def test_recovers_by_itself_when_the_tracking_server_comes_back(
         assert "reloads disabled" in response.json()["message"]
 
         forwarder.start()  # The tracking server is back.
-        wait_status(auto, "/ping", timeout=60)
+        auto.wait_http("/ping", timeout=60)
         assert served_version(auto) == "1"
         assert predict(auto, RUNBOOK_PAYLOAD) == ("1", pytest.approx(registry.expected["1"]))
 
         # Polling follows the alias without a reload.
         registry.point("2")
-        wait_until(lambda: served_version(auto) == "2", auto, "version 2 by polling", timeout=30)
+        wait_for(lambda: served_version(auto) == "2", "version 2 by polling", timeout=30,
+                 process=auto)  # fmt: skip
         assert predict(auto, RUNBOOK_PAYLOAD) == ("2", pytest.approx(registry.expected["2"]))
 
         # SIGTERM: uvicorn finishes, runs the shutdown, then exits by the same signal.
@@ -217,7 +266,7 @@ def test_recovers_by_itself_when_the_tracking_server_comes_back(
         registry.point("1")
 
 
-def test_runbook_payload_gets_one_prediction_with_its_version(server: Service, registry: Registry):
+def test_runbook_payload_gets_one_prediction_with_its_version(server: Process, registry: Registry):
     serve(server, registry, "1")
     response = server.post(
         "/invocations",
@@ -244,12 +293,12 @@ def test_runbook_payload_gets_one_prediction_with_its_version(server: Service, r
                      id="inputs"),
     ],
 )  # fmt: skip
-def test_mlflow_input_formats(server: Service, registry: Registry, payload: dict):
+def test_mlflow_input_formats(server: Process, registry: Registry, payload: dict):
     version, prediction = predict(server, payload)
     assert prediction == pytest.approx(registry.expected[version], abs=TOLERANCE)
 
 
-def test_csv_input(server: Service, registry: Registry):
+def test_csv_input(server: Process, registry: Registry):
     csv = ",".join(FEATURES) + "\n" + ",".join(map(str, RUNBOOK_ROW)) + "\n"
     response = server.post("/invocations", data=csv, headers={"Content-Type": "text/csv"})
     assert response.status_code == 200, response.text
@@ -257,7 +306,7 @@ def test_csv_input(server: Service, registry: Registry):
     assert response.json()["predictions"][0] == pytest.approx(registry.expected[version])
 
 
-def test_served_model_describes_the_pinned_version(server: Service, registry: Registry):
+def test_served_model_describes_the_pinned_version(server: Process, registry: Registry):
     serve(server, registry, "1")
     document = server.get("/served-model").json()
     run_id = registry.client.get_model_version(MODEL_NAME, "1").run_id
@@ -280,7 +329,7 @@ def test_served_model_describes_the_pinned_version(server: Service, registry: Re
         pytest.param({"Authorization": f"Bearer {TOKEN}x"}, id="token-prefix"),
     ],
 )
-def test_reload_needs_the_token(server: Service, registry: Registry, headers: dict):
+def test_reload_needs_the_token(server: Process, registry: Registry, headers: dict):
     serve(server, registry, "1")
     registry.point("2")
     try:
@@ -292,7 +341,7 @@ def test_reload_needs_the_token(server: Service, registry: Registry, headers: di
         registry.point("1")
 
 
-def test_reload_follows_the_alias(server: Service, registry: Registry):
+def test_reload_follows_the_alias(server: Process, registry: Registry):
     serve(server, registry, "1")
     assert predict(server, RUNBOOK_PAYLOAD) == ("1", pytest.approx(registry.expected["1"]))
     registry.point("2")
@@ -303,7 +352,7 @@ def test_reload_follows_the_alias(server: Service, registry: Registry):
     assert predict(server, RUNBOOK_PAYLOAD) == ("2", pytest.approx(registry.expected["2"]))
 
 
-def test_reload_checks_a_requested_version_against_the_alias(server: Service, registry: Registry):
+def test_reload_checks_a_requested_version_against_the_alias(server: Process, registry: Registry):
     serve(server, registry, "1")
     again = reload(server, headers=AUTH, json={"version": "1"})
     assert again.status_code == 200
@@ -316,7 +365,7 @@ def test_reload_checks_a_requested_version_against_the_alias(server: Service, re
     assert served_version(server) == "1"
 
 
-def test_a_version_that_cannot_load_leaves_the_old_one_serving(server: Service, registry: Registry):
+def test_a_version_that_cannot_load_leaves_the_old_one_serving(server: Process, registry: Registry):
     serve(server, registry, "1")
     # A registered version whose artifacts do not exist.
     good = registry.client.get_model_version(MODEL_NAME, "1")
@@ -339,7 +388,7 @@ def test_a_version_that_cannot_load_leaves_the_old_one_serving(server: Service, 
 
 
 def test_removing_the_alias_stops_serving_until_it_is_set_again(
-    server: Service, registry: Registry
+    server: Process, registry: Registry
 ):
     serve(server, registry, "1")
     registry.clear()
@@ -354,7 +403,7 @@ def test_removing_the_alias_stops_serving_until_it_is_set_again(
         serve(server, registry, "1")
 
 
-def test_reload_under_traffic_drops_no_request(server: Service, registry: Registry):
+def test_reload_under_traffic_drops_no_request(server: Process, registry: Registry):
     serve(server, registry, "1")
     results: list[tuple[int, float, int | None, str | None, float | None]] = []
     stop = threading.Event()
@@ -376,13 +425,18 @@ def test_reload_under_traffic_drops_no_request(server: Service, registry: Regist
     workers = [threading.Thread(target=fire, args=(i,), daemon=True) for i in range(3)]
     for worker in workers:
         worker.start()
+
+    def every_worker_saw(version: str) -> bool:
+        seen = {r[0] for r in list(results) if r[3] == version}
+        return seen == set(range(len(workers)))
+
     try:
-        time.sleep(0.5)
+        wait_for(lambda: every_worker_saw("1"), "an answer to every worker", timeout=30)
         registry.point("2")
         reload_started = time.monotonic()
         response = reload(server, headers=AUTH)
         reload_done = time.monotonic()
-        time.sleep(0.5)
+        wait_for(lambda: every_worker_saw("2"), "version 2 to every worker", timeout=30)
     finally:
         stop.set()
         for worker in workers:
@@ -405,13 +459,13 @@ def test_reload_under_traffic_drops_no_request(server: Service, registry: Regist
     assert during, "no request was answered while the new version was loading"
 
 
-def test_missing_content_type_is_415(server: Service):
+def test_missing_content_type_is_415(server: Process):
     response = server.post("/invocations", data=json.dumps(RUNBOOK_PAYLOAD))
     assert response.status_code == 415
     assert "Content-Type" in response.json()["message"]
 
 
-def raw_request(server: Service, head: bytes, body: bytes) -> str:
+def raw_request(server: Process, head: bytes, body: bytes) -> str:
     """Send a request over a plain socket and return the status line and headers."""
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -425,7 +479,7 @@ def raw_request(server: Service, head: bytes, body: bytes) -> str:
     return answer.decode("latin-1")
 
 
-def test_declared_oversize_body_is_refused_before_it_is_read(server: Service):
+def test_declared_oversize_body_is_refused_before_it_is_read(server: Process):
     # Content-Length says 6 MiB but only 1 KiB is sent: the answer cannot wait for the rest.
     head = (
         b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
@@ -434,7 +488,7 @@ def test_declared_oversize_body_is_refused_before_it_is_read(server: Service):
     assert raw_request(server, head, b" " * 1024).startswith("HTTP/1.1 413")
 
 
-def test_streamed_oversize_body_is_refused(server: Service):
+def test_streamed_oversize_body_is_refused(server: Process):
     head = (
         b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
@@ -456,7 +510,7 @@ def test_streamed_oversize_body_is_refused(server: Service):
     ],
 )  # fmt: skip
 def test_bad_input_is_400_without_a_stack_trace(
-    server: Service, data: str, content_type: str, error_code: str
+    server: Process, data: str, content_type: str, error_code: str
 ):
     response = server.post("/invocations", data=data, headers={"Content-Type": content_type})
     assert response.status_code == 400
@@ -467,7 +521,7 @@ def test_bad_input_is_400_without_a_stack_trace(
     assert len(body["message"]) <= 600
 
 
-def test_unknown_paths_and_methods(server: Service):
+def test_unknown_paths_and_methods(server: Process):
     assert server.get("/nope").status_code == 404
     assert server.get("/invocations").status_code == 405
     assert server.get("/admin/reload").status_code == 405

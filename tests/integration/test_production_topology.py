@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -29,23 +28,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.services import (
-    VENV_BIN,
+from tests.integration.harness import (
+    REPO,
     Process,
     clean_env,
+    descendants,
     free_port,
-    start_postgres,
-    start_s3,
-    wait_http,
-)
-from tests.integration.stack import (
-    REPO,
-    Stack,
-    assert_first_run_promoted,
     pid_alive,
-    running,
-    stack_env,
+    wait_for,
 )
+from tests.integration.services import start_postgres, start_s3
+from tests.integration.stack import Stack, assert_first_run_promoted, running, stack_env
 from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -108,7 +101,7 @@ def source_uri(s3, wine_csv) -> str:
 def prod(tmp_path_factory, postgres, s3):
     """The stack (scripts/stack.sh) configured for the production topology by environment."""
     state = tmp_path_factory.mktemp("prod-stack")
-    env = {k: v for k, v in stack_env(state).items() if not k.startswith("AWS_")}
+    env = stack_env(state)
     connection = {
         "conn_type": "aws",
         **DATA_KEYS,
@@ -146,29 +139,6 @@ class WatchedRun:
         return Path(match.group(1))
 
 
-def _process_table() -> dict[int, int]:
-    """pid -> parent pid, for every process."""
-    table = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The command name may hold spaces and parentheses: fields start after the last ')'.
-            fields = stat.read_text().rpartition(")")[2].split()
-            table[int(stat.parent.name)] = int(fields[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return table
-
-
-def _descendants(root: int, table: dict[int, int]) -> set[int]:
-    found, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in table.items() if ppid == parent and pid not in found]
-        found.update(children)
-        frontier.extend(children)
-    return found
-
-
 def _read_process(pid: int) -> tuple[str, dict[str, str]] | None:
     """Command line and environment (as given to exec) of ``pid``; None if it is gone."""
     try:
@@ -190,32 +160,28 @@ def run_dag_watched(stack: Stack, data_uri: str, timeout: float = 900) -> Watche
     executor), so that process's environment, and any process it starts, is what tasks see.
     """
     out = Path(tempfile.mkstemp(prefix="run-dag-", suffix=".out", dir=stack.state)[1])
-    with out.open("w") as sink:
-        process = subprocess.Popen(
-            [str(REPO / "scripts" / "run-dag.sh")], cwd=REPO,
-            env={**stack.env, "WINE_DATA_URI": data_uri},
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    process = Process.start("run-dag", [str(REPO / "scripts" / "run-dag.sh")], out,
+                            env={**stack.env, "WINE_DATA_URI": data_uri})  # fmt: skip
     seen: dict[int, tuple[str, dict[str, str]]] = {}
     deadline = time.monotonic() + timeout
     try:
-        while process.poll() is None:
+        # Sampling, not waiting: every 0.2 s, whatever `airflow dags test` runs holds.
+        while process.alive():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run-dag.sh did not finish in {timeout:g} s")
-            table = _process_table()
-            for pid in _descendants(process.pid, table):
+            for pid in descendants({process.pid}):
                 info = _read_process(pid)
                 if info and "dags test" in info[0]:
-                    for task_pid in _descendants(pid, table):
+                    for task_pid in descendants({pid}):
                         if task_pid not in seen and (found := _read_process(task_pid)):
                             seen[task_pid] = found
             time.sleep(0.2)
     finally:
-        if process.poll() is None:
-            Process("run-dag", process, out).stop()
+        if process.alive():
+            process.stop()
     summary_file = stack.state / "last-run-summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-    return WatchedRun(process.returncode, summary, out.read_text(errors="replace"), seen)
+    return WatchedRun(process.popen.returncode, summary, out.read_text(errors="replace"), seen)
 
 
 @pytest.fixture(scope="module")
@@ -251,16 +217,10 @@ def assert_close(actual: list[float], expected: list[float]) -> None:
 
 
 def wait_served(stack: Stack, version: str, timeout: float = 180) -> dict:
-    deadline, served = time.monotonic() + timeout, {}
-    while time.monotonic() < deadline:
-        try:
-            served = stack.served()
-            if served.get("version") == version:
-                return served
-        except requests.RequestException as exc:
-            served = {"error": str(exc)}
-        time.sleep(1)
-    raise AssertionError(f"model server never served version {version}: {served}")
+    return wait_for(
+        lambda: (served := stack.served()).get("version") == version and served,
+        f"version {version} on the model server", timeout=timeout, every=0.5,
+    )  # fmt: skip
 
 
 def storage_env_of(pid: int) -> dict[str, str]:
@@ -449,18 +409,16 @@ def test_runbook_mlflow_models_serve_matches_the_model_server(prod, rerun, wine_
         {"dataframe_split": {"columns": list(FEATURES), "data": rows}},
     ]
     port = free_port()
-    env = clean_env(
-        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        MLFLOW_TRACKING_URI=prod.tracking_uri,
-    )
+    env = clean_env(MLFLOW_TRACKING_URI=prod.tracking_uri)
     cwd = tmp_path / "runbook"
     cwd.mkdir()
     # The runbook's step 7, verbatim but for the port and --env-manager local.
     command = ["mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}/Production",
                "-p", str(port), "--env-manager", "local"]  # fmt: skip
-    server = Process.start("mlflow-models-serve", command, tmp_path / "serve.log", cwd=cwd, env=env)
+    server = Process.start("mlflow-models-serve", command, tmp_path / "serve.log", cwd=cwd,
+                           env=env, url=f"http://127.0.0.1:{port}")  # fmt: skip
     try:
-        wait_http(f"http://127.0.0.1:{port}/ping", server, timeout=240)
+        server.wait_http("/ping", timeout=240)
         for payload in payloads:
             runbook, _ = predict(f"http://127.0.0.1:{port}", payload)
             pipeline, response = predict(prod.server_url, payload)
