@@ -7,6 +7,7 @@ only after all its assertions passed. A defined case without a row is listed as 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +20,16 @@ A defined case with no row (its test failed or did not run) is listed as NOT HEL
 `tests/test_reliability_doc.py` checks that every case the suites define appears below.
 
 """
+
+
+# A test's temporary folder (pytest's, or tempfile's under /tmp) says nothing to a reader and
+# changes every run: the record names it <tmp> instead.
+TEMP_PATH = re.compile(r"/tmp/(?:pytest-of-[^/\s]+/pytest-\d+/)?[^/\s]+")  # noqa: S108 - matched, not used
+
+
+def portable(text: str) -> str:
+    """``text`` without the machine's temporary paths."""
+    return TEMP_PATH.sub("<tmp>", text)
 
 
 def render(results: dict, defined: dict[str, set[str]]) -> str:
@@ -48,7 +59,7 @@ def render(results: dict, defined: dict[str, set[str]]) -> str:
             "| --- | --- | --- | --- |",
         ]
         for row in by_area[area]:
-            cells = [row["case"], row["broken"], row["system_did"], row["checked"]]
+            cells = [portable(row[k]) for k in ("case", "broken", "system_did", "checked")]
             lines.append(
                 "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
             )

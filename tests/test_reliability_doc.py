@@ -40,3 +40,7 @@ def test_every_case_held_and_the_figures_match_the_tables():
     assert load, "load figures missing"
     assert int(load.group(1)) > 0
     assert int(load.group(2)) == 0
+
+
+def test_the_record_names_no_temporary_path_of_the_machine_that_made_it():
+    assert "/tmp/" not in DOC.read_text()

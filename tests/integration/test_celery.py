@@ -24,7 +24,7 @@ import pytest
 
 from tests.integration.airflow import airflow_running, listening_addresses
 from tests.integration.harness import pid_alive, wait_for
-from tests.integration.services import PostgresCluster, Redis, missing, start_postgres, start_redis
+from tests.integration.services import PostgresCluster, Redis, missing, start_redis
 from tests.integration.stack import Stack, running, stack_env
 from wine_quality.config import MODEL_NAME
 
@@ -71,20 +71,6 @@ def versions_of_run(stack: Stack, run_id: str) -> list[str]:
 
 def worker_pid(stack: Stack, name: str) -> int:
     return stack.pids()[f"celery-worker-{name}"]
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """A throwaway PostgreSQL cluster; Airflow's metadata and Celery's results go to ``airflow``."""
-    import asyncpg  # noqa: F401 - Airflow derives an async engine from a PostgreSQL URL
-    import psycopg2  # noqa: F401
-
-    cluster = start_postgres()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
-        assert not cluster.running()
 
 
 @pytest.fixture(scope="module")

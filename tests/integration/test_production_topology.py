@@ -37,7 +37,7 @@ from tests.integration.harness import (
     pid_alive,
     wait_for,
 )
-from tests.integration.services import start_postgres, start_s3
+from tests.integration.services import start_s3
 from tests.integration.stack import Stack, assert_first_run_promoted, running, stack_env
 from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
 
@@ -60,23 +60,6 @@ PREDICTION_TOLERANCE = 1e-9
 
 
 # --- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """A throwaway PostgreSQL cluster with the mlflow and airflow databases."""
-    # Airflow 3.3 derives an async metadata engine from sql_alchemy_conn; on PostgreSQL it needs
-    # asyncpg (requirements.txt), or every airflow command fails at import.
-    import asyncpg  # noqa: F401
-    import psycopg2  # noqa: F401
-
-    cluster = start_postgres()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
-        assert not cluster.running()
-        assert not cluster.root.exists()
 
 
 @pytest.fixture(scope="module")
