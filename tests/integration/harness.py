@@ -237,6 +237,17 @@ class Process:
 # --- waiting -------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def stopped_after(server: Any) -> Iterator[Any]:
+    """Yield a started service (anything with ``.process`` and ``.stop()``); then stop it and
+    prove its process is gone, whatever the test did."""
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert not pid_alive(server.process.pid)
+
+
 def wait_for(
     condition: Callable[[], T],
     what: str,

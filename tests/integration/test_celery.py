@@ -23,7 +23,7 @@ import signal
 import pytest
 
 from tests.integration.airflow import airflow_running, listening_addresses
-from tests.integration.harness import pid_alive, wait_for
+from tests.integration.harness import pid_alive, stopped_after, wait_for
 from tests.integration.services import PostgresCluster, Redis, missing, start_redis
 from tests.integration.stack import Stack, running, stack_env
 from wine_quality.config import MODEL_NAME
@@ -75,12 +75,8 @@ def worker_pid(stack: Stack, name: str) -> int:
 
 @pytest.fixture(scope="module")
 def redis(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    try:
+    with stopped_after(start_redis(tmp_path_factory.mktemp("redis"))) as server:
         yield server
-    finally:
-        server.stop()
-        assert not pid_alive(server.process.pid)
 
 
 @pytest.fixture(scope="module")

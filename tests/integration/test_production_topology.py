@@ -35,6 +35,7 @@ from tests.integration.harness import (
     descendants,
     free_port,
     pid_alive,
+    stopped_after,
     wait_for,
 )
 from tests.integration.services import start_s3
@@ -65,12 +66,8 @@ PREDICTION_TOLERANCE = 1e-9
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """moto's S3 server with the buckets ``mlflow`` and ``wine-data``."""
-    server = start_s3(tmp_path_factory.mktemp("moto"))
-    try:
+    with stopped_after(start_s3(tmp_path_factory.mktemp("moto"))) as server:
         yield server
-    finally:
-        server.stop()
-        assert not pid_alive(server.process.pid)
 
 
 @pytest.fixture(scope="module")
