@@ -9,12 +9,8 @@ ROOT=${ROOT:-$(pwd)}
 STATE=${WINE_STATE_DIR:-$ROOT/.local}
 mkdir -p "$STATE"
 
-_wine_secret() {  # _wine_secret FILE: a random secret generated once into $STATE/FILE (0600)
-  if [ ! -s "$STATE/$1" ]; then
-    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$STATE/$1")
-  fi
-  cat "$STATE/$1"
-}
+# `secret FILE`: generated once into $STATE, shared with stack.sh and airflow.sh.
+. "$ROOT/scripts/procs.sh"
 
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$STATE/airflow}
 mkdir -p "$AIRFLOW_HOME"
@@ -34,9 +30,9 @@ export AIRFLOW__API__PORT=$AIRFLOW_API_PORT
 export AIRFLOW__API__BASE_URL=${AIRFLOW__API__BASE_URL:-http://$AIRFLOW_API_HOST:$AIRFLOW_API_PORT}
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$AIRFLOW__API__BASE_URL/execution/}
 # Every component must sign and check the same tokens: generated once, kept in .local.
-AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-$(_wine_secret airflow-jwt.secret)}
+AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-$(secret airflow-jwt.secret)}
 export AIRFLOW__API_AUTH__JWT_SECRET
-AIRFLOW__API__SECRET_KEY=${AIRFLOW__API__SECRET_KEY:-$(_wine_secret airflow-api.secret)}
+AIRFLOW__API__SECRET_KEY=${AIRFLOW__API__SECRET_KEY:-$(secret airflow-api.secret)}
 export AIRFLOW__API__SECRET_KEY
 # The UI login: user admin, password WINE_AIRFLOW_PASSWORD or one generated once (airflow.sh
 # writes it where the simple auth manager reads it).
@@ -46,7 +42,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=${AIRFLOW__CORE__SIMPLE_AUTH_MAN
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$STATE/airflow-passwords.json
 export WINE_AIRFLOW_API_URL=${WINE_AIRFLOW_API_URL:-$AIRFLOW__API__BASE_URL}
 export WINE_AIRFLOW_API_USER=${WINE_AIRFLOW_API_USER:-pipeline}
-WINE_AIRFLOW_API_PASSWORD=${WINE_AIRFLOW_API_PASSWORD:-$(_wine_secret airflow-pipeline.password)}
+WINE_AIRFLOW_API_PASSWORD=${WINE_AIRFLOW_API_PASSWORD:-$(secret airflow-pipeline.password)}
 export WINE_AIRFLOW_API_PASSWORD
 # A worker's name in the task instance records (distinct per Celery worker on one machine).
 export AIRFLOW__CORE__HOSTNAME_CALLABLE=${AIRFLOW__CORE__HOSTNAME_CALLABLE:-wine_quality.runtime.hostname}
@@ -56,7 +52,7 @@ export PATH="$ROOT/.venv/bin:$PATH"
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-http://${MLFLOW_HOST:-127.0.0.1}:${MLFLOW_PORT:-5000}}
 export WINE_MODEL_SERVER_URL=${WINE_MODEL_SERVER_URL:-http://${MODEL_SERVER_HOST:-127.0.0.1}:${MODEL_SERVER_PORT:-1234}}
 # The same token the model server was started with (stack.sh reads the same file).
-WINE_MODEL_SERVER_TOKEN=${WINE_MODEL_SERVER_TOKEN:-$(_wine_secret model-server.token)}
+WINE_MODEL_SERVER_TOKEN=${WINE_MODEL_SERVER_TOKEN:-$(secret model-server.token)}
 export WINE_MODEL_SERVER_TOKEN
 export WINE_STAGING_URI=${WINE_STAGING_URI:-$STATE/staging}
 # The data source: WINE_DATA_URI as given (environment or .env), remembered in .local so that
@@ -79,4 +75,3 @@ export MLFLOW_HTTP_REQUEST_TIMEOUT=${MLFLOW_HTTP_REQUEST_TIMEOUT:-60}
 # storage keys. Data in S3 is read through the Airflow connection WINE_S3_CONN_ID (wine_s3),
 # AIRFLOW_CONN_WINE_S3 in this environment.
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN MLFLOW_S3_ENDPOINT_URL
-unset -f _wine_secret

@@ -32,10 +32,11 @@ migrate() {  # once per metadata database (the stamp is keyed by the connection 
 
 password() {  # the admin password: WINE_AIRFLOW_PASSWORD, else generated once into .local
   if [ -n "${WINE_AIRFLOW_PASSWORD:-}" ]; then printf '%s' "$WINE_AIRFLOW_PASSWORD"; return; fi
-  if [ ! -s "$STATE/airflow-admin.password" ]; then
-    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(16))' > "$STATE/airflow-admin.password")
-  fi
-  cat "$STATE/airflow-admin.password"
+  secret airflow-admin.password
+}
+
+workers() {  # the Celery workers this state folder has pid files for
+  ls "$RUN" 2>/dev/null | sed -n 's/^\(celery-worker-.*\)\.pid$/\1/p'
 }
 
 write_passwords() {  # where the simple auth manager reads them; it only generates for a missing user
@@ -79,7 +80,7 @@ down() {
   local name pid
   # A worker's warm shutdown: TERM to its main process alone lets running tasks finish (TERM to
   # the whole group would also reach the pool and kill them); whatever is left is stopped after.
-  for name in $(ls "$RUN" 2>/dev/null | sed -n 's/^\(celery-worker-.*\)\.pid$/\1/p'); do
+  for name in $(workers); do
     if alive "$name"; then
       pid=$(cat "$RUN/$name.pid")
       kill -TERM "$pid" 2>/dev/null || true
@@ -94,7 +95,7 @@ down() {
 
 status() {
   local name
-  for name in "${COMPONENTS[@]}" $(ls "$RUN" 2>/dev/null | sed -n 's/^\(celery-worker-.*\)\.pid$/\1/p'); do
+  for name in "${COMPONENTS[@]}" $(workers); do
     if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }

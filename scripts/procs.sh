@@ -1,7 +1,7 @@
 # Sourced by stack.sh and airflow.sh: start, find and stop the background processes of the local
 # stack. Each runs in its own session with a pid file and its command line under $RUN, so `down`
 # stops exactly what `up` started (never a process that merely reuses a pid) and the whole group.
-# Needs RUN and LOGS set by the caller.
+# Needs RUN and LOGS set by the caller (STATE for `secret`).
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-stack}" "$*" >&2; }
 
@@ -49,4 +49,11 @@ stop() {  # stop NAME [SECONDS]: TERM the process group we started, then KILL wh
   kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$RUN/$name.pid" "$RUN/$name.cmd"
   log "stopped $name (pid $pid)"
+}
+
+secret() {  # secret FILE: a random secret generated once into $STATE/FILE (0600), then reused
+  if [ ! -s "$STATE/$1" ]; then
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$STATE/$1")
+  fi
+  cat "$STATE/$1"
 }

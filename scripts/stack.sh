@@ -25,10 +25,7 @@ ARTIFACT_ROOT=${ARTIFACT_ROOT:-$STATE/mlflow/artifacts}
 
 token() {  # the reload token: WINE_MODEL_SERVER_TOKEN, else one generated once (airflow-env.sh reads it too)
   if [ -n "${WINE_MODEL_SERVER_TOKEN:-}" ]; then printf '%s' "$WINE_MODEL_SERVER_TOKEN"; return; fi
-  if [ ! -s "$STATE/model-server.token" ]; then
-    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$STATE/model-server.token")
-  fi
-  cat "$STATE/model-server.token"
+  secret model-server.token
 }
 
 up() {
