@@ -67,6 +67,7 @@ def publish_note(
     if not (base and user and password):
         log.info("no Airflow API login for the pipeline: the run note is not written")
         return False
+    note = render_note(summary)
     try:
         login = requests.post(
             f"{base}/auth/token", json={"username": user, "password": password}, timeout=timeout
@@ -75,7 +76,7 @@ def publish_note(
         answer = requests.patch(
             f"{base}/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
             params={"update_mask": "note"},
-            json={"note": render_note(summary)},
+            json={"note": note},
             headers={"Authorization": f"Bearer {login.json()['access_token']}"},
             timeout=timeout,
         )
@@ -84,5 +85,5 @@ def publish_note(
         # No API server (`airflow dags test`), or it refused: the summary still holds it all.
         log.info("run note not written (%s): %s", base, str(exc)[:200])
         return False
-    log.info("run note written: %s", render_note(summary).splitlines()[0])
+    log.info("run note written: %s", note.splitlines()[0])
     return True
