@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wine_quality import __version__, config
-from wine_quality.config import FEATURES, MODEL_NAME, TARGET
+from wine_quality.config import COLUMNS, FEATURES, MODEL_NAME, TARGET
 from wine_quality.data import IngestResult, load_snapshot
 from wine_quality.tracking import ensure_experiment, using
 
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOLDOUT_ARTIFACT = "holdout/holdout.csv"
+# The holdout rule's name, recorded with every version (tag ``split_rule``): a row is in the
+# holdout when its content hash falls in the first ``fraction`` of HASH_BUCKETS buckets.
+SPLIT_RULE = "content-hash-v1"
+HASH_BUCKETS = 1_000_000
 MODEL_ARTIFACT_NAME = "model"
 # What the served model needs at load time, pinned to the versions it was trained with.
 SERVING_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
@@ -61,31 +65,59 @@ class Candidate:
     best_params: dict[str, float]
     metrics: dict[str, float] = field(default_factory=dict)
     reused: bool = False
+    # Lineage: the snapshot it was trained on and the rule that kept its holdout apart.
+    data_sha256: str = ""
+    snapshot_uri: str = ""
+    split_rule: str = ""
 
 
 def row_groups(frame: pd.DataFrame) -> np.ndarray:
-    """One group id per distinct row, so exact duplicates always fall on the same side."""
+    """A stable 64-bit hash of each row's content: equal rows (exact duplicates) hash equal.
+
+    The columns are taken in the config's order as float64, so a file that writes ``29`` where
+    another writes ``29.0``, or orders its columns differently, gives the same hashes. pandas'
+    row hash uses a fixed key: the value of a row never depends on the run or the file.
+    """
     import pandas as pd
 
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    columns = [c for c in COLUMNS if c in frame.columns]
+    return pd.util.hash_pandas_object(
+        frame.loc[:, columns].astype("float64"), index=False
+    ).to_numpy()
 
 
-def split_holdout(
-    frame: pd.DataFrame, fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split rows into train and holdout with no duplicate row on both sides.
+def split_rule(fraction: float) -> str:
+    """The split rule as recorded with the holdout digest (tag ``split_rule``)."""
+    return f"{SPLIT_RULE}:{fraction:g}"
+
+
+def in_holdout(frame: pd.DataFrame, fraction: float) -> np.ndarray:
+    """Which rows are on the holdout side: decided by each row's content alone.
+
+    A row's side depends on nothing but its values, so it never changes when rows are added,
+    removed or reordered: a row that trained one version is never in a later version's holdout
+    (with the same fraction), and exact duplicates fall on the same side.
+    """
+    return (row_groups(frame) % HASH_BUCKETS) < round(fraction * HASH_BUCKETS)
+
+
+def split_holdout(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into train and holdout by content hash (:func:`in_holdout`).
 
     Returns:
         ``(train, holdout)``, each with a fresh index.
-    """
-    from sklearn.model_selection import GroupShuffleSplit
 
-    splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-    train_idx, holdout_idx = next(splitter.split(frame, groups=row_groups(frame)))
-    return (
-        frame.iloc[train_idx].reset_index(drop=True),
-        frame.iloc[holdout_idx].reset_index(drop=True),
-    )
+    Raises:
+        ValueError: One side is empty (too few distinct rows for this fraction).
+    """
+    holdout_mask = in_holdout(frame, fraction)
+    train, holdout = frame[~holdout_mask], frame[holdout_mask]
+    if train.empty or holdout.empty:
+        raise ValueError(
+            f"the content-hash split of {len(frame)} rows at fraction {fraction:g} left"
+            f" {len(train)} training and {len(holdout)} holdout rows"
+        )
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
 def holdout_digest(holdout: pd.DataFrame) -> str:
@@ -191,6 +223,9 @@ def _candidate_from_version(
         best_params={"alpha": float(params["alpha"]), "l1_ratio": float(params["l1_ratio"])},
         metrics={k: float(run.data.metrics[k]) for k in ("rmse", "mae", "r2")},
         reused=reused,
+        data_sha256=version.tags.get("data_sha256", ""),
+        snapshot_uri=version.tags.get("data_snapshot_uri", ""),
+        split_rule=version.tags.get("split_rule", ""),
     )
 
 
@@ -251,10 +286,15 @@ def train_and_register(
             return _candidate_from_version(mlflow_client, existing, reused=True)
 
         experiment_id = ensure_experiment(mlflow_client, experiment_name)
+        # Absolute, so the lineage can be read back from any working directory.
+        source = snapshot_uri if "://" in snapshot_uri else str(Path(snapshot_uri).resolve())
         version_tags = {
             "airflow_dag_id": dag_id,
             "airflow_run_id": airflow_run_id,
             "data_sha256": data_sha256,
+            "data_snapshot_uri": source,
+            "data_rows": str(len(frame)),
+            "split_rule": split_rule(cfg.holdout_fraction),
             "code_version": code_version,
         }
         finished = mlflow_client.search_runs(
@@ -285,7 +325,7 @@ def train_and_register(
             log.warning("closing run %s abandoned by an earlier attempt", abandoned.info.run_id)
             mlflow_client.set_terminated(abandoned.info.run_id, status="FAILED")
 
-        train, holdout = split_holdout(frame, cfg.holdout_fraction, cfg.seed)
+        train, holdout = split_holdout(frame, cfg.holdout_fraction)
         digest = holdout_digest(holdout)
         pipeline, table = fit(train, cfg)
         best = min(table, key=lambda row: (row["rank"], row["alpha"], row["l1_ratio"]))
@@ -309,7 +349,6 @@ def train_and_register(
                     "grid_l1_ratios": json.dumps(list(cfg.l1_ratios)),
                 }
             )
-            source = snapshot_uri if "://" in snapshot_uri else str(Path(snapshot_uri).resolve())
             mlflow.log_input(
                 mlflow.data.from_pandas(
                     frame, source=source, targets=TARGET, name="winequality-red"
