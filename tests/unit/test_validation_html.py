@@ -11,6 +11,7 @@ import pytest
 from tests.data.corpus import CORPUS
 from wine_quality.config import COLUMNS
 from wine_quality.data import parse_csv
+from wine_quality.errors import DataValidationError
 from wine_quality.validation import (
     CheckedExpectation,
     FailedExpectation,
@@ -167,3 +168,38 @@ def test_an_expectation_without_a_result_is_a_failed_check(wine_frame: pd.DataFr
     assert first.kwargs == {"column_list": list(COLUMNS)}
     page = render_html(report, data_sha256=SHA, rows=len(wine_frame))
     assert page.count("GX returned no result for this expectation") == len(suite.expectations)
+
+
+@pytest.mark.slow
+def test_the_validate_step_logs_the_page_next_to_the_json(wine_csv: Path, tmp_path, monkeypatch):
+    from wine_quality.data import ingest
+    from wine_quality.tracking import client
+    from wine_quality.validation_run import validate_snapshot
+
+    # A throwaway store: the runs' artifacts go to ./mlruns under tmp_path.
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    good = ingest(str(wine_csv), str(tmp_path / "staging"), "good")
+    broken = tmp_path / "broken.csv"
+    mutate = next(case.mutate for case in CORPUS if case.kind == "ph-above-14")
+    broken.write_bytes(mutate(wine_csv.read_bytes()))
+    bad = ingest(str(broken), str(tmp_path / "staging"), "bad")
+    settings = {"tracking_uri": uri, "experiment_name": "validate", "min_rows": 500}
+
+    passed = validate_snapshot(good, airflow_run_id="good", **settings)
+    with pytest.raises(DataValidationError, match="pH"):
+        validate_snapshot(bad, airflow_run_id="bad", **settings)
+
+    mlflow = client(uri)
+    (failed_run,) = mlflow.search_runs(
+        [mlflow.get_experiment_by_name("validate").experiment_id],
+        filter_string="tags.validation = 'failed'",
+    )
+    for run_id, verdict in (
+        (passed.validation_run_id, "PASSED"),
+        (failed_run.info.run_id, "FAILED"),
+    ):
+        names = [item.path for item in mlflow.list_artifacts(run_id, "validation")]
+        assert names == ["validation/validation_result.html", "validation/validation_result.json"]
+        page = Path(mlflow.download_artifacts(run_id, "validation/validation_result.html"))
+        assert f">{verdict}</span>" in page.read_text(encoding="utf-8")
