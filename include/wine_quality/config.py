@@ -77,6 +77,11 @@ DEFAULT_MIN_IMPROVEMENT = 0.005
 DEFAULT_CANARY_ROWS = 50
 DEFAULT_CANARY_P95_MS = 500.0
 PREDICTION_TOLERANCE = 1e-6
+# Drift of a new snapshot against production's training data (wine_quality.drift).
+# PSI 0.2: the customary line between a minor shift and one that calls for a new model.
+DEFAULT_DRIFT_PSI = 0.2
+# KS 0.1: a gap one sees between the CDFs (the p-value calls any shift in thousands of rows real).
+DEFAULT_DRIFT_KS = 0.1
 
 TRACKING_URI_DEFAULT = "http://127.0.0.1:5000"
 MODEL_SERVER_URL_DEFAULT = "http://127.0.0.1:1234"

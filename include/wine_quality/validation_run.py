@@ -1,8 +1,8 @@
 """The validate step: run the expectation suite on a run's snapshot and keep the result in MLflow.
 
 The suite and its report are :mod:`wine_quality.validation`; this module records each
-validation as an MLflow run (tags, counts and the full result as an artifact), passed or not,
-so a refused snapshot can be inspected later.
+validation as an MLflow run (tags, counts, the full result as JSON and the same as a page to
+read), passed or not, so a refused snapshot can be inspected later.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from wine_quality.data import IngestResult, load_snapshot
 from wine_quality.tracking import ensure_experiment, using
-from wine_quality.validation import validate_frame
+from wine_quality.validation import render_html, validate_frame
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ def validate_snapshot(
     s3_client: Any | None = None,
 ) -> ValidationRun:
     """Run the expectation suite on the snapshot; keep the full result in MLflow either way.
+
+    The run holds ``validation/validation_result.json`` (everything GX said) and
+    ``validation/validation_result.html`` (verdict and every expectation, failures first).
 
     Args:
         ingested: The snapshot to validate.
@@ -71,9 +74,14 @@ def validate_snapshot(
                 {"expectations": float(report.evaluated), "failed": float(len(report.failed))}
             )
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "validation_result.json"
-                path.write_text(report.to_json())
-                mlflow.log_artifact(str(path), artifact_path="validation")
+                page = render_html(report, data_sha256=ingested.sha256, rows=len(frame))
+                for name, text in (
+                    ("validation_result.json", report.to_json()),
+                    ("validation_result.html", page),
+                ):
+                    path = Path(tmp) / name
+                    path.write_text(text, encoding="utf-8")
+                    mlflow.log_artifact(str(path), artifact_path="validation")
             if not report.success:
                 mlflow.end_run(status="FAILED")
     log.info(

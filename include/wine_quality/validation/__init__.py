@@ -1,4 +1,5 @@
-"""The data gate: the expectation suite (``suite``) and what its result says (``report``).
+"""The data gate: the expectation suite (``suite``), what its result says (``report``), and
+that as a page to read (``html``).
 
 ``from wine_quality.validation import validate_frame`` is the way in; importing the package loads
 neither Great Expectations nor pandas.
@@ -6,8 +7,10 @@ neither Great Expectations nor pandas.
 
 from __future__ import annotations
 
+from wine_quality.validation.html import render_html
 from wine_quality.validation.report import (
     MAX_EXAMPLES,
+    CheckedExpectation,
     FailedExpectation,
     ValidationReport,
     build_report,
@@ -27,9 +30,11 @@ __all__ = [
     "NUMERIC_DTYPES",
     "QUALITY_SCORES",
     "SUITE_NAME",
+    "CheckedExpectation",
     "FailedExpectation",
     "ValidationReport",
     "build_report",
     "build_suite",
+    "render_html",
     "validate_frame",
 ]

@@ -3,8 +3,10 @@
 :func:`build_report` reads GX's result for each expectation of the suite and states every failure
 with counts, bounds and a few offending values (:class:`FailedExpectation`); an expectation that
 could not be evaluated, or got no result, counts as failed. :class:`ValidationReport` stops the
-pipeline on failure with one message naming every failed check, and keeps the full result as
-strict JSON for MLflow. The expectations themselves live in :mod:`wine_quality.validation.suite`.
+pipeline on failure with one message naming every failed check, keeps the full result as strict
+JSON for MLflow, and lists every expectation as evaluated (:class:`CheckedExpectation`) for the
+HTML page of :mod:`wine_quality.validation.html`. The expectations themselves live in
+:mod:`wine_quality.validation.suite`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,32 @@ class FailedExpectation:
 
 
 @dataclass(frozen=True)
+class CheckedExpectation:
+    """One expectation of the suite as evaluated, passed or not.
+
+    Attributes:
+        expectation: GX expectation type.
+        column: The column it checks (``column_A`` for a column pair), None for table checks.
+        kwargs: Its arguments as GX recorded them, JSON-safe, without GX's batch id.
+        observed: GX's observed value, for the expectations that report one.
+        unexpected_count: Values or rows that broke it, for the expectations that count them.
+        failure: What is wrong, None when it passed.
+    """
+
+    expectation: str
+    column: str | None
+    kwargs: dict[str, Any]
+    observed: Any = None
+    unexpected_count: int | None = None
+    failure: FailedExpectation | None = None
+
+    @property
+    def success(self) -> bool:
+        """Whether it was evaluated and passed."""
+        return self.failure is None
+
+
+@dataclass(frozen=True)
 class ValidationReport:
     """The outcome of running the suite on one frame.
 
@@ -56,12 +84,14 @@ class ValidationReport:
         evaluated: Number of expectations in the suite.
         failed: The failed expectations, in suite order (table checks first).
         result: The full GX result as a JSON-safe dict (non-finite floats as strings).
+        checks: Every expectation of the suite, passed or failed, in suite order.
     """
 
     success: bool
     evaluated: int
     failed: list[FailedExpectation]
     result: dict[str, Any]
+    checks: list[CheckedExpectation] = field(default_factory=list)
 
     def raise_for_failure(self) -> None:
         """Stop the pipeline on bad data, naming every failed check.
@@ -106,24 +136,56 @@ def build_report(
     # first), and count an expectation GX returned no result for as failed, never as passed.
     by_id = {item["expectation_config"].get("id"): item for item in raw["results"]}
     failed: list[FailedExpectation] = []
+    checks: list[CheckedExpectation] = []
     for expectation in expectations:
         item = by_id.get(expectation.id)
         if item is None:
-            failed.append(
-                FailedExpectation(
-                    expectation=expectation.expectation_type,
-                    column=getattr(expectation, "column", None),
-                    message="GX returned no result for this expectation",
+            failure = FailedExpectation(
+                expectation=expectation.expectation_type,
+                column=getattr(expectation, "column", None),
+                message="GX returned no result for this expectation",
+            )
+            kwargs = dict(expectation.configuration.kwargs)
+            checks.append(
+                CheckedExpectation(
+                    failure.expectation, failure.column, _arguments(kwargs), failure=failure
                 )
             )
-        elif not item.get("success") or _exception_message(item) is not None:
-            failed.append(_describe(item, df))
+            failed.append(failure)
+            continue
+        failure = None
+        if not item.get("success") or _exception_message(item) is not None:
+            failure = _describe(item, df)
+            failed.append(failure)
+        checks.append(_checked(item, failure))
     return ValidationReport(
         success=bool(raw.get("success")) and not failed,
         evaluated=len(expectations),
         failed=failed,
         result=_json_safe(raw),
+        checks=checks,
     )
+
+
+def _checked(item: dict[str, Any], failure: FailedExpectation | None) -> CheckedExpectation:
+    """One GX result as a :class:`CheckedExpectation`."""
+    config = item["expectation_config"]
+    kwargs: dict[str, Any] = config.get("kwargs", {})
+    result: dict[str, Any] = item.get("result") or {}
+    count = result.get("unexpected_count")
+    return CheckedExpectation(
+        expectation=config["type"],
+        column=kwargs.get("column", kwargs.get("column_A")),
+        kwargs=_arguments(kwargs),
+        observed=_json_safe(result.get("observed_value")),
+        unexpected_count=int(count) if count is not None else None,
+        failure=failure,
+    )
+
+
+def _arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """An expectation's arguments without GX's batch id, which says nothing about the check."""
+    return _json_safe({key: value for key, value in kwargs.items() if key != "batch_id"})
 
 
 def _exception_message(item: dict[str, Any]) -> str | None:
