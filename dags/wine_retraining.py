@@ -126,8 +126,45 @@ def _s3_client(conn_id: str, *uris: str | None):
             type="number",
             exclusiveMinimum=0,
             title="Improvement margin",
-            description="The candidate's holdout RMSE must be at least this much lower than "
-            "production's on the same rows, or production is kept.",
+            description="The candidate's holdout RMSE must be lower than production's on the "
+            "same rows by at least this much across the whole confidence interval, or "
+            "production is kept.",
+        ),
+        "ci_level": Param(
+            config.DEFAULT_CI_LEVEL,
+            type="number",
+            exclusiveMinimum=0,
+            exclusiveMaximum=1,
+            title="Confidence level of the gate",
+            description="The candidate is promoted only when this interval of its RMSE minus "
+            "production's (paired bootstrap on the holdout) lies entirely below minus the "
+            "margin: better beyond the noise, not just on average.",
+        ),
+        "bootstrap_resamples": Param(
+            config.DEFAULT_BOOTSTRAP_RESAMPLES,
+            type="integer",
+            minimum=100,
+            maximum=100_000,
+            title="Bootstrap resamples",
+            description="Paired resamples of the holdout drawn for that interval (seeded, so "
+            "the same data gives the same interval).",
+        ),
+        "drift_psi": Param(
+            config.DEFAULT_DRIFT_PSI,
+            type="number",
+            exclusiveMinimum=0,
+            title="Drift threshold: PSI",
+            description="A column whose population stability index against production's "
+            "training data is at least this has drifted. Drift is reported, not refused.",
+        ),
+        "drift_ks": Param(
+            config.DEFAULT_DRIFT_KS,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=1,
+            title="Drift threshold: KS statistic",
+            description="A column whose two-sample Kolmogorov-Smirnov statistic against "
+            "production's training data is at least this has drifted.",
         ),
         "max_rmse": Param(
             config.DEFAULT_MAX_RMSE,
@@ -261,10 +298,10 @@ def wine_retraining() -> None:
         from wine_quality.training import Candidate
         from wine_quality.xcom import from_xcom, to_xcom
 
-        params = context["params"]
+        settings, params = _settings(), context["params"]
         return to_xcom(
             compare_with_production(
-                tracking_uri=_settings().tracking_uri,
+                tracking_uri=settings.tracking_uri,
                 experiment_name=config.EXPERIMENT_NAME,
                 candidate=from_xcom(Candidate, candidate),
                 policy=PromotionPolicy(
@@ -272,8 +309,14 @@ def wine_retraining() -> None:
                     min_r2=params["min_r2"],
                     min_improvement=params["min_improvement"],
                     force=params["force_promotion"],
+                    ci_level=params["ci_level"],
+                    bootstrap_resamples=params["bootstrap_resamples"],
+                    drift_psi=params["drift_psi"],
+                    drift_ks=params["drift_ks"],
                 ),
                 airflow_run_id=context["run_id"],
+                # Production's training snapshot is in the same staging area as this one.
+                s3_client=_s3_client(settings.s3_conn_id, candidate.get("snapshot_uri")),
             )
         )
 

@@ -74,6 +74,12 @@ DEFAULT_L1_RATIOS: tuple[float, ...] = (0.1, 0.5, 0.9, 1.0)
 DEFAULT_MAX_RMSE = 0.80
 DEFAULT_MIN_R2 = 0.25
 DEFAULT_MIN_IMPROVEMENT = 0.005
+# The promotion gate: the upper bound of this two-sided interval of ΔRMSE must be below
+# -min_improvement. 2,000 paired resamples put the bounds' own noise near 1e-4 on ~300 rows.
+DEFAULT_CI_LEVEL = 0.95
+DEFAULT_BOOTSTRAP_RESAMPLES = 2000
+# Fewer holdout rows than this left after removing production's training rows: no comparison.
+MIN_COMPARISON_ROWS = 30
 DEFAULT_CANARY_ROWS = 50
 DEFAULT_CANARY_P95_MS = 500.0
 PREDICTION_TOLERANCE = 1e-6

@@ -1,12 +1,15 @@
 """Compare the candidate with production on the same holdout, and decide whether to promote.
 
-Both models are scored in this run on the candidate's holdout rows, with
-``mlflow.models.evaluate``; stale metrics from an older run are never reused. The rule itself is
-:func:`decide`, a pure function built on MLflow's ``MetricThreshold`` validator.
+Both models are scored in this run on the candidate's holdout rows, minus any row production was
+trained on (found through its lineage, :mod:`wine_quality.lineage`); stale metrics from an older
+run are never reused. The candidate must be better beyond the noise of those rows: a paired
+bootstrap interval of ΔRMSE (:mod:`wine_quality.stats`) must lie below the margin. The new data
+is compared with production's training data for drift (:mod:`wine_quality.drift`), which is
+reported, not refused. The rule itself is :func:`decide`, a pure function; its absolute
+thresholds use MLflow's ``MetricThreshold`` validator, which needs plain Python floats.
 
-Traps of MLflow's validator, handled here: ``min_absolute_change`` needs a baseline result (so
-the first model is judged on absolute thresholds only), and every threshold must be a plain
-Python ``float`` (numpy scalars and ints from JSON are refused), so values are cast explicitly.
+Everything is recorded on the candidate: the decision JSON, metrics and plots on its training
+run, tags and a model card (the description) on its version.
 """
 
 from __future__ import annotations
@@ -14,45 +17,61 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wine_quality import config
-from wine_quality.config import MODEL_NAME, PRODUCTION_ALIAS, TARGET
+from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, TARGET
 from wine_quality.registry import alias_version
-from wine_quality.tracking import ensure_experiment, using
-from wine_quality.training import Candidate, holdout_digest, load_holdout
+from wine_quality.tracking import using
+from wine_quality.training import (
+    Candidate,
+    holdout_digest,
+    load_holdout,
+    regression_metrics,
+    row_groups,
+)
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from wine_quality.drift import DriftReport
+    from wine_quality.stats import DeltaInterval
 
 log = logging.getLogger(__name__)
-
-# MLflow's regressor evaluator names -> the short names used in tags, XCom and the summary.
-METRIC_NAMES = {"root_mean_squared_error": "rmse", "mean_absolute_error": "mae", "r2_score": "r2"}
 
 
 @dataclass(frozen=True)
 class PromotionPolicy:
-    """When a candidate may replace production (the DAG's Params)."""
+    """When a candidate may replace production, and what counts as drift (the DAG's Params)."""
 
     max_rmse: float
     min_r2: float
     min_improvement: float
     force: bool = False
+    ci_level: float = config.DEFAULT_CI_LEVEL
+    bootstrap_resamples: int = config.DEFAULT_BOOTSTRAP_RESAMPLES
+    drift_psi: float = config.DEFAULT_DRIFT_PSI
+    drift_ks: float = config.DEFAULT_DRIFT_KS
 
     def __post_init__(self) -> None:
         # Plain Python numbers: MLflow's validator refuses numpy scalars and ints, and the policy
         # is written into the decision's JSON artifact.
-        for name in ("max_rmse", "min_r2", "min_improvement"):
+        for name in ("max_rmse", "min_r2", "min_improvement", "ci_level", "drift_psi", "drift_ks"):
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "force", bool(self.force))
+        object.__setattr__(self, "bootstrap_resamples", int(self.bootstrap_resamples))
+        if not 0 < self.ci_level < 1:
+            raise ValueError(f"ci_level must be between 0 and 1, got {self.ci_level}")
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of a comparison, with everything needed to audit it later."""
+    """The outcome of a comparison, with everything needed to audit it later.
+
+    The interval fields are None when there is no production version to compare with; the
+    drift fields are empty when production's training data could not be compared.
+    """
 
     promote: bool
     reasons: list[str]
@@ -64,93 +83,114 @@ class Decision:
     holdout_rows: int
     policy: dict[str, Any] = field(default_factory=dict)
     forced: bool = False
+    # ΔRMSE = candidate - production on the compared rows, and its paired bootstrap interval.
+    delta_rmse: float | None = None
+    delta_rmse_ci_low: float | None = None
+    delta_rmse_ci_high: float | None = None
+    ci_level: float | None = None
+    bootstrap_resamples: int | None = None
+    # Rows compared (the holdout minus rows production was trained on) and how many were left out.
+    compared_rows: int = 0
+    holdout_overlap_rows: int = 0
+    split_rule: str = ""
+    drift_detected: bool = False
+    drifted_features: list[str] = field(default_factory=list)
+    drift: dict[str, Any] | None = None
+    # Production's training data, as its lineage tags give it.
+    baseline: dict[str, Any] | None = None
 
 
 def decide(
     candidate: dict[str, float],
     production: dict[str, float] | None,
     policy: PromotionPolicy,
+    interval: DeltaInterval | None = None,
+    *,
+    blocker: str | None = None,
 ) -> tuple[bool, list[str], bool]:
     """Apply the promotion rule.
 
     Promote when the absolute thresholds hold (RMSE <= max, R² >= min) and either there is no
-    production model or the candidate's RMSE beats production's by at least the margin. A forced
-    promotion skips the rule but is reported as forced.
+    production model or the whole interval of ΔRMSE (candidate - production) lies below
+    ``-min_improvement``: better by the margin beyond the noise of the holdout, not merely on
+    average. A forced promotion skips the rule but is reported as forced.
 
     Args:
-        candidate: Candidate metrics (``rmse``, ``r2``, ...) on the holdout.
-        production: Production's metrics on the same holdout, or None if there is none.
-        policy: Thresholds and margin.
+        candidate: Candidate metrics (``rmse``, ``r2``, ...) on the compared rows.
+        production: Production's metrics on the same rows, or None if there is none.
+        policy: Thresholds, margin and interval settings.
+        interval: The paired bootstrap interval of ΔRMSE; required with ``production``.
+        blocker: Why the two cannot be compared fairly (e.g. production's training data is
+            gone), which refuses promotion unless forced.
 
     Returns:
         ``(promote, reasons, forced)``: every reason, passing or failing, in plain words.
+
+    Raises:
+        ValueError: ``production`` without ``interval``.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.models import MetricThreshold
     from mlflow.models.evaluation import EvaluationResult
 
-    def result(metrics: dict[str, float]) -> EvaluationResult:
-        return EvaluationResult(
-            metrics={
-                "root_mean_squared_error": float(metrics["rmse"]),
-                "r2_score": float(metrics["r2"]),
-            },
-            artifacts={},
-        )
+    if production is not None and interval is None and blocker is None:
+        raise ValueError("comparing with production needs the interval of ΔRMSE")
 
     rmse, r2 = candidate["rmse"], candidate["r2"]
-    # Each check: thresholds for MLflow's validator, whether it needs production as baseline,
-    # and the sentence that says what held or what failed.
-    checks: list[tuple[dict[str, Any], bool, str, str]] = [
+    # Each absolute check: thresholds for MLflow's validator, and the sentence that says what
+    # held or what failed.
+    checks: list[tuple[dict[str, Any], str, str]] = [
         (
             {
                 "root_mean_squared_error": MetricThreshold(
                     threshold=float(policy.max_rmse), greater_is_better=False
                 )
             },
-            False,
             f"RMSE {rmse:.4f} is at most the maximum of {policy.max_rmse:g}",
             f"RMSE {rmse:.4f} is above the maximum of {policy.max_rmse:g}",
         ),
         (
             {"r2_score": MetricThreshold(threshold=float(policy.min_r2), greater_is_better=True)},
-            False,
             f"R² {r2:.4f} is at least the minimum of {policy.min_r2:g}",
             f"R² {r2:.4f} is below the minimum of {policy.min_r2:g}",
         ),
     ]
-    if production is not None:
-        margin, prod_rmse = policy.min_improvement, production["rmse"]
-        checks.append(
-            (
-                {
-                    "root_mean_squared_error": MetricThreshold(
-                        min_absolute_change=float(margin), greater_is_better=False
-                    )
-                },
-                True,
-                f"RMSE {rmse:.4f} is at least {margin:g} below production's {prod_rmse:.4f}",
-                f"RMSE {rmse:.4f} is not at least {margin:g} below production's {prod_rmse:.4f}",
-            )
-        )
     reasons: list[str] = []
     passed_all = True
-    for thresholds, needs_baseline, held, failed in checks:
+    result = EvaluationResult(
+        metrics={"root_mean_squared_error": float(rmse), "r2_score": float(r2)}, artifacts={}
+    )
+    for thresholds, held, failed in checks:
         try:
             from mlflow import validate_evaluation_results
 
-            validate_evaluation_results(
-                thresholds,
-                result(candidate),
-                result(production) if needs_baseline and production is not None else None,
-            )
+            validate_evaluation_results(thresholds, result, None)
             reasons.append(held)
         except MlflowException as exc:
             if type(exc).__name__ != "ModelValidationFailedException":
                 raise
             passed_all = False
             reasons.append(failed)
-    if production is None:
+    if blocker is not None:
+        passed_all = False
+        reasons.append(f"{blocker}, so the comparison cannot be trusted")
+    elif production is not None and interval is not None:
+        margin, prod_rmse = policy.min_improvement, production["rmse"]
+        span = (
+            f"RMSE {rmse:.4f} vs production's {prod_rmse:.4f}: the difference is"
+            f" {interval.delta:+.4f}, and its {interval.level:.0%} interval is"
+            f" [{interval.low:+.4f}, {interval.high:+.4f}] ({interval.resamples} paired"
+            f" resamples of {interval.rows} holdout rows)"
+        )
+        if interval.high < -margin:
+            reasons.append(f"{span}; all of it is more than {margin:g} below zero")
+        else:
+            passed_all = False
+            reasons.append(
+                f"{span}; it does not lie entirely more than {margin:g} below zero, so the"
+                " candidate is not better beyond the noise"
+            )
+    if production is None and blocker is None:
         reasons.append("there is no production version yet, so the thresholds alone decide")
     if policy.force:
         reasons.append("promotion was forced, overriding the rule's verdict")
@@ -180,28 +220,13 @@ def explain(decision: Decision) -> str:
     return "\n".join(lines)
 
 
-def score_on_holdout(
-    model_uri: str, holdout: pd.DataFrame, *, experiment_id: str, tags: dict[str, str]
-) -> dict[str, float]:
-    """Evaluate ``model_uri`` on ``holdout`` in its own MLflow run and return RMSE/MAE/R².
-
-    Runs inside the caller's :func:`wine_quality.tracking.using` block (the fluent API).
-    """
+def _predict(model_uri: str, rows: Any) -> Any:
+    """Load a registered model the way the server does and predict ``rows``."""
     import mlflow
+    import numpy as np
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {model_uri}", tags=tags):
-        result = mlflow.models.evaluate(
-            model=model_uri,
-            # All float: MLflow otherwise warns, per model, that integer columns cannot hold
-            # missing values (they cannot be missing here: validation refused them).
-            data=holdout.astype("float64"),
-            targets=TARGET,
-            model_type="regressor",
-            evaluators=["default"],
-            # No SHAP plots (SHAP is not a dependency): without this MLflow warns every time.
-            evaluator_config={"default": {"log_model_explainability": False}},
-        )
-    return {short: float(result.metrics[name]) for name, short in METRIC_NAMES.items()}
+    model = mlflow.pyfunc.load_model(model_uri)
+    return model, np.asarray(model.predict(rows), dtype="float64")
 
 
 def compare_with_production(
@@ -211,21 +236,30 @@ def compare_with_production(
     candidate: Candidate,
     policy: PromotionPolicy,
     airflow_run_id: str,
+    s3_client: Any | None = None,
 ) -> Decision:
-    """Score candidate and production on the candidate's holdout and decide.
+    """Score candidate and production on the same holdout rows, measure drift and decide.
 
-    The decision and its reasons are written to the candidate version's tags and as a JSON
-    artifact on the candidate's training run.
+    The rows compared are the candidate's holdout minus any row production was trained on
+    (none, when both were split by content hash). The decision and its reasons go to the
+    candidate version's tags and description, and with the plots to the candidate's run.
 
     Args:
         tracking_uri: MLflow tracking server.
-        experiment_name: Experiment for the evaluation runs.
+        experiment_name: Experiment of the pipeline's runs (kept for the links).
         candidate: The registered candidate.
-        policy: Thresholds, margin and the force flag.
-        airflow_run_id: Tag for the evaluation runs.
+        policy: Thresholds, margin, interval and drift settings, and the force flag.
+        airflow_run_id: The Airflow run (recorded in the decision's tags).
+        s3_client: boto3 S3 client for ``s3://`` snapshots (the candidate's and production's).
     """
+    import numpy as np
+
+    from wine_quality import drift as drift_stats
+    from wine_quality.data import load_snapshot
+    from wine_quality.lineage import LineageError, version_training_data
+    from wine_quality.stats import paired_bootstrap_delta_rmse
+
     with using(tracking_uri) as mlflow_client:
-        experiment_id = ensure_experiment(mlflow_client, experiment_name)
         holdout = load_holdout(candidate.holdout_uri, tracking_uri)
         digest = holdout_digest(holdout)
         if digest != candidate.holdout_digest:
@@ -233,52 +267,233 @@ def compare_with_production(
                 f"holdout digest {digest} differs from the one recorded at training"
                 f" ({candidate.holdout_digest}): refusing to compare on different rows"
             )
-        tags = {"stage": "evaluate", "airflow_run_id": airflow_run_id, "holdout_digest": digest}
-        candidate_metrics = score_on_holdout(
-            candidate.model_uri,
-            holdout,
-            experiment_id=experiment_id,
-            tags={**tags, "model_version": candidate.version, "role": "candidate"},
-        )
         prod_version = alias_version(mlflow_client, PRODUCTION_ALIAS)
-        prod_metrics = None
+        baseline = baseline_rows = blocker = None
         if prod_version is not None:
-            prod_metrics = score_on_holdout(
-                config.model_uri(prod_version),
-                holdout,
-                experiment_id=experiment_id,
-                tags={**tags, "model_version": prod_version, "role": "production"},
+            try:
+                baseline, baseline_rows = version_training_data(
+                    mlflow_client, prod_version, s3_client=s3_client
+                )
+            except LineageError as exc:
+                log.warning("cannot rebuild production's training data: %s", exc)
+                blocker = f"production's training data cannot be read back ({exc})"
+        rows, overlap = holdout, 0
+        if baseline_rows is not None:
+            seen = np.isin(row_groups(holdout), row_groups(baseline_rows))
+            overlap = int(seen.sum())
+            rows = holdout[~seen].reset_index(drop=True)
+            if len(rows) < config.MIN_COMPARISON_ROWS:
+                blocker = (
+                    f"only {len(rows)} of {len(holdout)} holdout rows were not used to train"
+                    f" production (at least {config.MIN_COMPARISON_ROWS} are needed)"
+                )
+                rows = holdout
+        features = rows.loc[:, list(FEATURES)].astype("float64")
+        y = rows[TARGET].to_numpy(dtype="float64")
+        candidate_model, candidate_pred = _predict(candidate.model_uri, features)
+        candidate_metrics = regression_metrics(y, candidate_pred)
+        prod_metrics = prod_pred = interval = deltas = None
+        if prod_version is not None:
+            _, prod_pred = _predict(config.model_uri(prod_version), features)
+            prod_metrics = regression_metrics(y, prod_pred)
+            interval, deltas = paired_bootstrap_delta_rmse(
+                y,
+                candidate_pred,
+                prod_pred,
+                level=policy.ci_level,
+                resamples=policy.bootstrap_resamples,
+                seed=config.SEED,
             )
-    promote, reasons, forced = decide(candidate_metrics, prod_metrics, policy)
-    decision = Decision(
-        promote=promote,
-        reasons=reasons,
-        candidate_version=str(candidate.version),
-        candidate_metrics=candidate_metrics,
-        production_version=prod_version,
-        production_metrics=prod_metrics,
-        holdout_digest=digest,
-        holdout_rows=len(holdout),
-        policy=asdict(policy),
-        forced=forced,
-    )
-    # Logged as soon as it is made: it is what a person opens this task's log for.
-    log.info("%s", explain(decision))
+        drift_report = None
+        if baseline_rows is not None and candidate.snapshot_uri:
+            current = load_snapshot(
+                candidate.snapshot_uri, candidate.data_sha256, s3_client=s3_client
+            )
+            drift_report = drift_stats.compare(
+                baseline_rows, current, psi_threshold=policy.drift_psi, ks_threshold=policy.drift_ks
+            )
+        promote, reasons, forced = decide(
+            candidate_metrics, prod_metrics, policy, interval, blocker=blocker
+        )
+        if overlap:
+            reasons.append(
+                f"{overlap} holdout rows that production was trained on were left out of the"
+                f" comparison ({len(rows)} compared)"
+            )
+        if drift_report is not None:
+            reasons += drift_report.reasons()
+        elif prod_version is not None:
+            reasons.append("drift was not measured: production's training data is not at hand")
+        decision = Decision(
+            promote=promote,
+            reasons=reasons,
+            candidate_version=str(candidate.version),
+            candidate_metrics=candidate_metrics,
+            production_version=prod_version,
+            production_metrics=prod_metrics,
+            holdout_digest=digest,
+            holdout_rows=len(holdout),
+            policy=asdict(policy),
+            forced=forced,
+            delta_rmse=interval.delta if interval else None,
+            delta_rmse_ci_low=interval.low if interval else None,
+            delta_rmse_ci_high=interval.high if interval else None,
+            ci_level=interval.level if interval else None,
+            bootstrap_resamples=interval.resamples if interval else None,
+            compared_rows=len(rows),
+            holdout_overlap_rows=overlap,
+            split_rule=candidate.split_rule,
+            drift_detected=bool(drift_report and drift_report.drift_detected),
+            drifted_features=list(drift_report.drifted_features) if drift_report else [],
+            drift=drift_report.to_dict() if drift_report else None,
+            baseline=asdict(baseline) if baseline else None,
+        )
+        # Logged as soon as it is made: it is what a person opens this task's log for.
+        log.info("%s", explain(decision))
+        figures = _figures(
+            y,
+            candidate_pred,
+            prod_pred,
+            decision,
+            candidate_model=candidate_model,
+            deltas=deltas,
+            drift_report=drift_report,
+        )
+        record_decision(
+            mlflow_client,
+            candidate,
+            decision,
+            figures=figures,
+            metrics=_metrics(decision) | (drift_report.metrics() if drift_report else {}),
+            experiment_name=experiment_name,
+            airflow_run_id=airflow_run_id,
+        )
+    return decision
+
+
+def _figures(
+    y: Any,
+    candidate_pred: Any,
+    prod_pred: Any | None,
+    decision: Decision,
+    *,
+    candidate_model: Any,
+    deltas: Any | None,
+    drift_report: DriftReport | None,
+) -> dict[str, Any]:
+    """The decision's pictures by artifact name (under ``plots/`` of the candidate's run)."""
+    from wine_quality import plots
+
+    pipeline = candidate_model.unwrap_python_model().pipeline
+    figures = {
+        "plots/predictions.png": plots.predictions_figure(
+            y,
+            candidate_pred,
+            prod_pred,
+            candidate_label=f"candidate v{decision.candidate_version}",
+            production_label=(
+                f"production v{decision.production_version}"
+                if decision.production_version
+                else None
+            ),
+        ),
+        "plots/coefficients.png": plots.coefficients_figure(
+            list(FEATURES),
+            [float(c) for c in pipeline.named_steps["model"].coef_],
+            title=f"candidate v{decision.candidate_version}: standardised coefficients",
+        ),
+    }
+    if deltas is not None and decision.delta_rmse_ci_low is not None:
+        figures["plots/delta_rmse_bootstrap.png"] = plots.bootstrap_figure(
+            deltas,
+            ci_low=decision.delta_rmse_ci_low,
+            ci_high=float(decision.delta_rmse_ci_high),
+            level=float(decision.ci_level),
+            margin=float(decision.policy["min_improvement"]),
+        )
+    if drift_report is not None:
+        figures["plots/drift.png"] = plots.drift_figure(drift_report)
+    return figures
+
+
+def _metrics(decision: Decision) -> dict[str, float]:
+    """The comparison as metrics of the candidate's run."""
+    metrics = {f"eval_{k}": v for k, v in decision.candidate_metrics.items()}
+    metrics |= {f"production_{k}": v for k, v in (decision.production_metrics or {}).items()}
+    metrics["compared_rows"] = float(decision.compared_rows)
+    metrics["holdout_overlap_rows"] = float(decision.holdout_overlap_rows)
+    for name in ("delta_rmse", "delta_rmse_ci_low", "delta_rmse_ci_high"):
+        if getattr(decision, name) is not None:
+            metrics[name] = float(getattr(decision, name))
+    return metrics
+
+
+def decision_tags(decision: Decision, airflow_run_id: str) -> dict[str, str]:
+    """The decision as tags of the candidate version (values are strings, 5,000 chars max)."""
+    tags = {
+        "decision": outcome(decision.promote, decision.forced).replace(" ", "_"),
+        "decision_reasons": "; ".join(decision.reasons)[:4900],
+        "decision_airflow_run_id": airflow_run_id,
+        "compared_with_version": decision.production_version or "none",
+        "eval_holdout_digest": decision.holdout_digest,
+        "eval_rmse": f"{decision.candidate_metrics['rmse']:.6f}",
+        "eval_r2": f"{decision.candidate_metrics['r2']:.6f}",
+        "drift_detected": str(decision.drift_detected).lower(),
+        "drifted_features": ",".join(decision.drifted_features) or "none",
+    }
+    if decision.delta_rmse_ci_low is not None:
+        tags |= {
+            "delta_rmse": f"{decision.delta_rmse:.6f}",
+            "delta_rmse_ci_low": f"{decision.delta_rmse_ci_low:.6f}",
+            "delta_rmse_ci_high": f"{decision.delta_rmse_ci_high:.6f}",
+            "ci_level": f"{decision.ci_level:g}",
+            "bootstrap_resamples": str(decision.bootstrap_resamples),
+        }
+    return tags
+
+
+def record_decision(
+    mlflow_client: Any,
+    candidate: Candidate,
+    decision: Decision,
+    *,
+    figures: dict[str, Any],
+    metrics: dict[str, float],
+    experiment_name: str,
+    airflow_run_id: str,
+) -> None:
+    """Write the decision where people look: version tags and card, run metrics, JSON, plots."""
+    from mlflow.entities import Metric
+
+    from wine_quality.model_card import render_model_card
+
     version = str(candidate.version)
-    for key, value in {
-        "decision": outcome(promote, forced).replace(" ", "_"),
-        "decision_reasons": "; ".join(reasons)[:4900],
-        "compared_with_version": prod_version or "none",
-        "eval_holdout_digest": digest,
-        "eval_rmse": f"{candidate_metrics['rmse']:.6f}",
-        "eval_r2": f"{candidate_metrics['r2']:.6f}",
-    }.items():
+    for key, value in decision_tags(decision, airflow_run_id).items():
         mlflow_client.set_model_version_tag(MODEL_NAME, version, key, value)
+    # One call for every metric: the comparison's and the drift statistics.
+    now = int(time.time() * 1000)
+    mlflow_client.log_batch(
+        candidate.run_id,
+        metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"decision-v{version}.json"
         path.write_text(json.dumps(asdict(decision), indent=2))
         mlflow_client.log_artifact(candidate.run_id, str(path), artifact_path="decision")
-    return decision
+    for artifact_file, figure in figures.items():
+        mlflow_client.log_figure(candidate.run_id, figure, artifact_file)
+    experiment = mlflow_client.get_experiment_by_name(experiment_name)
+    mlflow_client.update_model_version(
+        MODEL_NAME,
+        version,
+        description=render_model_card(
+            candidate,
+            decision,
+            experiment_id=experiment.experiment_id if experiment else None,
+            airflow_run_id=airflow_run_id,
+            plots=sorted(figures),
+        ),
+    )
 
 
 def promotion_wanted(decision: Decision) -> bool:

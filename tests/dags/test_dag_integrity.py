@@ -139,8 +139,9 @@ def test_work_tasks_retry_with_backoff(dag, task_id):
 def test_params_are_typed_titled_and_described(dag):
     params = dag.params
     expected = {
-        "data_uri", "min_improvement", "max_rmse", "min_r2", "alphas", "l1_ratios", "min_rows",
-        "canary_rows", "canary_p95_ms", "force_promotion",
+        "data_uri", "min_improvement", "ci_level", "bootstrap_resamples", "drift_psi", "drift_ks",
+        "max_rmse", "min_r2", "alphas", "l1_ratios", "min_rows", "canary_rows", "canary_p95_ms",
+        "force_promotion",
     }  # fmt: skip
     assert set(params.keys()) == expected
     for name in expected:
@@ -157,6 +158,10 @@ def test_param_defaults_come_from_the_config_module(dag):
     assert dict(dag.params) == {
         "data_uri": None,
         "min_improvement": config.DEFAULT_MIN_IMPROVEMENT,
+        "ci_level": config.DEFAULT_CI_LEVEL,
+        "bootstrap_resamples": config.DEFAULT_BOOTSTRAP_RESAMPLES,
+        "drift_psi": config.DEFAULT_DRIFT_PSI,
+        "drift_ks": config.DEFAULT_DRIFT_KS,
         "max_rmse": config.DEFAULT_MAX_RMSE,
         "min_r2": config.DEFAULT_MIN_R2,
         "alphas": list(config.DEFAULT_ALPHAS),

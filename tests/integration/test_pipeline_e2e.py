@@ -8,6 +8,7 @@ before the registry; a forced promotion that fails its canary is rolled back.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -16,6 +17,8 @@ from tests.data.corpus import CORPUS, DAG_LEVEL
 from tests.integration.stack import assert_first_run_promoted, task_attempts
 from tests.reliability import record
 from wine_quality.config import MODEL_NAME, PREVIOUS_ALIAS, RUNBOOK_PAYLOAD
+from wine_quality.lineage import version_training_data
+from wine_quality.training import load_holdout, row_groups
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,7 +65,19 @@ def test_rerun_on_same_data_does_not_promote(stack, first_run, wine_csv):
     assert summary["served_version"] == "1"
     assert stack.production() == "1"
     assert stack.served()["version"] == "1"
-    assert stack.client().get_model_version(MODEL_NAME, "2").tags["decision"] == "keep_production"
+    tags = stack.client().get_model_version(MODEL_NAME, "2").tags
+    assert tags["decision"] == "keep_production"
+    # The same model on the same rows: a zero-width interval at zero, which is not "better".
+    assert (tags["delta_rmse_ci_low"], tags["delta_rmse_ci_high"]) == ("0.000000", "0.000000")
+    assert (tags["ci_level"], tags["bootstrap_resamples"]) == ("0.95", "2000")
+    assert tags["drift_detected"] == "false"
+    # Production was never scored on a row it was trained on, checked through its lineage: the
+    # rows that trained version 1 (rebuilt from its tags) and version 2's holdout are disjoint.
+    _, trained_on = version_training_data(stack.client(), "1")
+    run_id = stack.client().get_model_version(MODEL_NAME, "2").run_id
+    holdout = load_holdout(f"runs:/{run_id}/holdout/holdout.csv", stack.tracking_uri)
+    assert len(trained_on) + len(holdout) == 1599
+    assert not set(row_groups(holdout)) & set(row_groups(trained_on))
 
 
 @pytest.mark.parametrize("kind", [*DAG_LEVEL, "missing-source"])
@@ -144,3 +159,53 @@ def test_local_services_listen_on_loopback_only(stack, first_run):
             ]  # fmt: skip
     assert listening, "found no listening sockets: the check would prove nothing"
     assert set(listening) == {"127.0.0.1"}
+
+
+def test_a_run_on_shifted_wine_reports_drift_in_alcohol_with_its_evidence(
+    stack, first_run, wine_csv, tmp_path
+):
+    """The issue's scenario: the shipped file, then a copy with 2 % vol more alcohol."""
+    import json
+
+    import pandas as pd
+
+    shifted = pd.read_csv(wine_csv, sep=";")
+    shifted["alcohol"] = shifted["alcohol"] + 2.0
+    source = tmp_path / "winequality-red-alcohol+2.csv"
+    shifted.to_csv(source, sep=";", index=False)
+    production_before = stack.production()
+
+    code, summary, output = stack.run_dag(str(source))
+    assert code == 0, output[-3000:]
+    client = stack.client()
+    version = client.get_model_version(MODEL_NAME, summary["candidate_version"])
+    assert version.tags["drift_detected"] == "true"
+    assert version.tags["drifted_features"] == "alcohol"
+    run = client.get_run(version.run_id)
+    artifact = f"decision/decision-v{version.version}.json"
+    decision = json.loads(
+        Path(client.download_artifacts(run.info.run_id, artifact, str(tmp_path))).read_text()
+    )
+    assert decision["drift_detected"] is True
+    assert decision["drifted_features"] == ["alcohol"]
+    assert decision["production_version"] == production_before
+    assert decision["delta_rmse_ci_low"] <= decision["delta_rmse"] <= decision["delta_rmse_ci_high"]
+    assert any(reason.startswith("alcohol drifted") for reason in decision["reasons"])
+    assert run.data.metrics["drift_detected"] == 1.0
+    assert run.data.metrics["drift_psi_alcohol"] >= decision["policy"]["drift_psi"]
+    plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {
+        "plots/predictions.png", "plots/coefficients.png", "plots/delta_rmse_bootstrap.png",
+        "plots/drift.png",
+    }  # fmt: skip
+    validation = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.stage = 'validate' and tags.airflow_run_id = '{version.tags['airflow_run_id']}'",
+    )[0]
+    assert {f.path for f in client.list_artifacts(validation.info.run_id, "validation")} >= {
+        "validation/validation_result.json", "validation/validation_result.html",
+    }  # fmt: skip
+    assert "Drift against production's training data**: detected in alcohol" in (
+        version.description
+    )
+    assert decision["holdout_overlap_rows"] == 0
