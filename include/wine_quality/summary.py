@@ -103,6 +103,14 @@ def summarize(
         "candidate_metrics": decision.candidate_metrics if decision else None,
         "production_version_before": decision.production_version if decision else None,
         "production_metrics": decision.production_metrics if decision else None,
+        # The interval the gate read, and whether the data moved away from production's.
+        "delta_rmse_ci": (
+            [decision.delta_rmse_ci_low, decision.delta_rmse_ci_high]
+            if decision and decision.delta_rmse_ci_low is not None
+            else None
+        ),
+        "drift_detected": decision.drift_detected if decision else None,
+        "drifted_features": decision.drifted_features if decision else None,
         "promoted_version": results.promote.version if results.promote else None,
         "served_version": (results.deploy.version if results.deploy else None)
         or (rollback.served_version if rollback else None),

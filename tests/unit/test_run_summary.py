@@ -96,6 +96,18 @@ def test_not_better_skips_the_release():
     assert summary["promoted_version"] is None
 
 
+def test_the_interval_and_drift_are_in_the_summary():
+    drifted = dataclasses.replace(
+        DECISION, delta_rmse=-0.1, delta_rmse_ci_low=-0.12, delta_rmse_ci_high=-0.08,
+        drift_detected=True, drifted_features=["alcohol"],
+    )  # fmt: skip
+    summary = run(dict.fromkeys(STEPS, "success"), {**OUTPUTS, "evaluate": drifted})
+    assert summary["delta_rmse_ci"] == [-0.12, -0.08]
+    assert (summary["drift_detected"], summary["drifted_features"]) == (True, ["alcohol"])
+    first = run(dict.fromkeys(STEPS, "success"), OUTPUTS)
+    assert (first["delta_rmse_ci"], first["drift_detected"]) == (None, False)
+
+
 def test_validation_failed_and_nothing_after_it_ran():
     not_run = dict.fromkeys(STEPS[2:], "upstream_failed")
     states = {"ingest": "success", "validate": "failed"} | not_run
