@@ -77,6 +77,12 @@ DEFAULT_MIN_IMPROVEMENT = 0.005
 DEFAULT_CANARY_ROWS = 50
 DEFAULT_CANARY_P95_MS = 500.0
 PREDICTION_TOLERANCE = 1e-6
+# Human approval before promotion: when to ask ("on_drift": only when the evaluation found the
+# data drifted), and how long to wait before the silence counts as a rejection (a day: the next
+# night's run would otherwise queue behind the pending question).
+APPROVAL_MODES: tuple[str, ...] = ("always", "on_drift", "never")
+DEFAULT_APPROVAL = "on_drift"
+DEFAULT_APPROVAL_TIMEOUT_MINUTES = 24 * 60
 
 TRACKING_URI_DEFAULT = "http://127.0.0.1:5000"
 MODEL_SERVER_URL_DEFAULT = "http://127.0.0.1:1234"
