@@ -8,8 +8,9 @@ better than production on the same holdout, and only kept if the deployed endpoi
   Expectations suite.
 - **Model**: `train` trains and registers a candidate in MLflow, `evaluate` scores it and
   production on the same holdout and decides.
-- **Release**: `should_promote` stops here unless the candidate is better; `promote` moves the
-  `production` alias, `deploy` makes the model server load it, `canary` checks the live
+- **Release**: `should_promote` stops here unless the candidate is better; `approve` asks a
+  person when the run's `approval` setting says so (always, or when the data drifted); `promote`
+  moves the `production` alias, `deploy` makes the model server load it, `canary` checks the live
   endpoint; if `deploy` or `canary` fails, `rollback` restores `previous_production`.
 
 `Summary` always runs last and shows the decision, its reasons and each step's outcome
@@ -18,7 +19,9 @@ any task failed, even though the summary and the rollback succeed.
 
 A candidate that is not better ends the run as a **success**: promotion, deployment and the
 canary are skipped, and the decision with its reasons is at the top of the `evaluate` task's
-log, in the summary and on the model version's tags. Deterministic failures (bad data, a failed
+log, in the summary and on the model version's tags. So does a rejected promotion (answer
+**Reject** under **Required Actions**, or no answer in time): "rejected by ..." is in the
+summary, the run's note and on the version's tags. Deterministic failures (bad data, a failed
 canary, a promotion race, an unknown run setting) fail at once; network errors are retried with
 back-off.
 
@@ -39,9 +42,10 @@ from typing import Any, TypeVar
 from airflow.sdk import Param, TaskGroup, TriggerRule, XComArg, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-# Light at parse time: the links (plugins/ is on Airflow's sys.path) import only Airflow and the
-# config module, and the config module (the Params' defaults) only the standard library.
+# Light at parse time: the plugins (plugins/ is on Airflow's sys.path) import only Airflow and
+# the config module, and the config module (the Params' defaults) only the standard library.
 from mlflow_links import MlflowModelVersionLink, MlflowRunLink
+from promotion_approval import PromotionApproval
 
 from wine_quality import config
 
@@ -189,6 +193,24 @@ def _s3_client(conn_id: str, *uris: str | None):
             type="boolean",
             title="Force promotion (emergency)",
             description="Promote even if the candidate is not better. Recorded as forced.",
+        ),
+        "approval": Param(
+            config.DEFAULT_APPROVAL,
+            type="string",
+            enum=list(config.APPROVAL_MODES),
+            title="Human approval before promotion",
+            description="always: a person must approve every promotion (Required Actions); "
+            "on_drift: only when the evaluation found the data drifted (except in a run of "
+            "airflow dags test, such as make run, which never waits for it); never: promote "
+            "without asking.",
+        ),
+        "approval_timeout_minutes": Param(
+            config.DEFAULT_APPROVAL_TIMEOUT_MINUTES,
+            type="number",
+            exclusiveMinimum=0,
+            title="Approval timeout (minutes)",
+            description="How long the approval waits for an answer; no answer by then counts "
+            "as a rejection and production is kept.",
         ),
     },
 )
@@ -382,6 +404,7 @@ def wine_retraining() -> None:
             ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {}),
             airflow_run_id=run_id,
             server_url=settings.model_server_url,
+            tracking_uri=settings.tracking_uri,
             summary_file=settings.run_summary_file,
             note_for_dag=ti.dag_id,
         )
@@ -404,8 +427,12 @@ def wine_retraining() -> None:
         decision = linked(evaluate(candidate), VERSION_LINK)
     with TaskGroup("release", group_display_name="Release", prefix_group_id=False):
         gate = should_promote(decision)
+        # Rejected (or unanswered in time), it skips `promote`, and with it deploy and canary.
+        approval = PromotionApproval(
+            task_id="approve", task_display_name="Human approval", decision=decision
+        )
         promotion = linked(promote(decision), VERSION_LINK)
-        gate >> promotion
+        gate >> approval >> promotion
         deployed = linked(deploy(promotion), RUN_LINK, VERSION_LINK)
         canaried = linked(canary(promotion, candidate, deployed), VERSION_LINK)
         rolled_back = linked(rollback(), VERSION_LINK)

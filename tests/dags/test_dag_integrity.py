@@ -14,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "wine_retraining.py"
 MAIN_FLOW = [
-    "ingest", "validate", "train", "evaluate", "should_promote", "promote", "deploy", "canary",
+    "ingest", "validate", "train", "evaluate", "should_promote", "approve", "promote", "deploy",
+    "canary",
 ]  # fmt: skip
 
 
@@ -43,7 +44,7 @@ def test_main_flow_is_a_chain(dag):
 GROUPS = {
     "data": {"ingest", "validate"},
     "model": {"train", "evaluate"},
-    "release": {"should_promote", "promote", "deploy", "canary", "rollback"},
+    "release": {"should_promote", "approve", "promote", "deploy", "canary", "rollback"},
 }
 FINAL = {"report", "watcher"}
 
@@ -107,15 +108,31 @@ def test_a_failure_anywhere_fails_the_run(dag):
 def test_not_better_ends_green_with_the_release_skipped(dag):
     gate = dag.get_task("should_promote")
     assert gate.ignore_downstream_trigger_rules is False
-    # The gate skips `promote` only; `deploy` and `canary` (ALL_SUCCESS) follow the skip,
-    # `rollback` (ONE_FAILED) skips with no failure; the summary and the watcher are not
+    # The gate skips `approve` only; `promote`, `deploy` and `canary` (ALL_SUCCESS) follow the
+    # skip, `rollback` (ONE_FAILED) skips with no failure; the summary and the watcher are not
     # downstream of the gate, so the summary runs and the watcher skips: a green run.
-    assert gate.downstream_task_ids == {"promote"}
-    for task_id in ("promote", "deploy", "canary"):
+    assert gate.downstream_task_ids == {"approve"}
+    for task_id in ("approve", "promote", "deploy", "canary"):
         assert dag.get_task(task_id).trigger_rule == "all_success"
         assert "should_promote" in _ancestors(dag, task_id)
     assert dag.get_task("deploy").upstream_task_ids == {"promote"}
     assert dag.get_task("canary").upstream_task_ids == {"promote", "train", "deploy"}
+
+
+def test_a_rejection_ends_green_with_the_release_skipped(dag):
+    approve = dag.get_task("approve")
+    # A rejection (or no answer in time) skips the approval's direct downstream tasks, which
+    # must be `promote` alone: deploy and canary follow its skip as after the gate's, and
+    # neither the summary nor the watcher hangs off it.
+    assert approve.task_type == "PromotionApproval"
+    assert approve.downstream_task_ids == {"promote"}
+    assert approve.upstream_task_ids == {"should_promote", "evaluate"}
+    assert dag.get_task("promote").upstream_task_ids == {"approve", "evaluate"}
+    assert approve.options == ["Approve", "Reject"]
+    # What the scheduler answers for a person who does not: silence is a rejection.
+    assert approve.defaults == ["Reject"]
+    assert approve.fail_on_reject is False
+    assert approve.ignore_downstream_trigger_rules is False
 
 
 def test_schedule_and_run_settings(dag):
@@ -140,7 +157,7 @@ def test_params_are_typed_titled_and_described(dag):
     params = dag.params
     expected = {
         "data_uri", "min_improvement", "max_rmse", "min_r2", "alphas", "l1_ratios", "min_rows",
-        "canary_rows", "canary_p95_ms", "force_promotion",
+        "canary_rows", "canary_p95_ms", "force_promotion", "approval", "approval_timeout_minutes",
     }  # fmt: skip
     assert set(params.keys()) == expected
     for name in expected:
@@ -165,7 +182,10 @@ def test_param_defaults_come_from_the_config_module(dag):
         "canary_rows": config.DEFAULT_CANARY_ROWS,
         "canary_p95_ms": config.DEFAULT_CANARY_P95_MS,
         "force_promotion": False,
+        "approval": config.DEFAULT_APPROVAL,
+        "approval_timeout_minutes": config.DEFAULT_APPROVAL_TIMEOUT_MINUTES,
     }
+    assert dag.params.get_param("approval").schema["enum"] == list(config.APPROVAL_MODES)
     assert dag.dag_id == config.DAG_ID
 
 
@@ -175,6 +195,7 @@ EXPECTED_LINKS = {
     "train": {"MLflow run", "MLflow model version"},
     "evaluate": {"MLflow model version"},
     "should_promote": set(),
+    "approve": set(),
     "promote": {"MLflow model version"},
     "deploy": {"MLflow run", "MLflow model version"},
     "canary": {"MLflow model version"},
@@ -203,6 +224,10 @@ def test_params_reject_bad_values(dag):
         param.resolve(0)
     with pytest.raises(ParamValidationError):
         dag.params.get_param("alphas").resolve([])
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("approval").resolve("sometimes")
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("approval_timeout_minutes").resolve(0)
 
 
 PARSE_PROBE = r"""
@@ -257,6 +282,6 @@ def test_dag_file_imports_only_airflow_and_stdlib_at_top():
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
     allowed = {"__future__", "airflow", "functools", "collections", "datetime", "typing"}
-    # The config module (stdlib only) and the links (Airflow + config): the parse probe above
-    # proves neither pulls in anything heavy.
-    assert top <= allowed | {"wine_quality", "mlflow_links"}
+    # The config module (stdlib only) and the plugins (Airflow + config): the parse probe above
+    # proves none pulls in anything heavy.
+    assert top <= allowed | {"wine_quality", "mlflow_links", "promotion_approval"}

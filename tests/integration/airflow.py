@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from tests.integration.stack import Stack
 from wine_quality.config import DAG_ID
 
 TERMINAL = {"success", "failed"}
+# How long a test takes to read an approval request before answering it (see wait_for_question).
+READING_SECONDS = 5
 
 
 @dataclass
@@ -97,6 +100,42 @@ class AirflowApi:
 
     def states(self, run_id: str, dag_id: str = DAG_ID) -> dict[str, str | None]:
         return {t["task_id"]: t["state"] for t in self.task_instances(run_id, dag_id)}
+
+    def hitl_path(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> str:
+        """Where a task's Human-in-the-loop request is read and answered (map index -1)."""
+        return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
+
+    def wait_for_question(
+        self, run_id: str, task_id: str, timeout: float = 180, dag_id: str = DAG_ID
+    ) -> dict:
+        """Until ``task_id`` waits for an answer (awaiting_input), and then a person's moment to
+        read it; its request, as people see it.
+
+        The moment is not politeness: Airflow 3.3.2's scheduler takes a task resumed within its
+        loop of parking (before it has processed the executor's report of the parked attempt)
+        for one killed externally and retries it, so the question is asked again and the answer
+        lost. A person never answers that fast; a test must not either.
+        """
+
+        def asked() -> dict | None:
+            states = self.states(run_id, dag_id)
+            done = ("success", "failed", "skipped", "upstream_failed")
+            assert states.get(task_id) not in done, f"{task_id} never asked: {states}"
+            if states.get(task_id) != "awaiting_input":
+                return None
+            return self.get(self.hitl_path(run_id, task_id, dag_id))
+
+        question = wait_for(asked, f"{task_id} to ask", timeout=timeout, every=1, ignore=())
+        time.sleep(READING_SECONDS)
+        return question
+
+    def answer(self, run_id: str, task_id: str, option: str, dag_id: str = DAG_ID) -> dict:
+        """Answer a waiting task's request as ``admin``, as a person does under Required Actions."""
+        answer = self.request(
+            "PATCH", self.hitl_path(run_id, task_id, dag_id), json={"chosen_options": [option]}
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()
 
     def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> Any:
         """A task's return value, as the API server deserialises it."""
