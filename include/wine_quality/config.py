@@ -84,6 +84,14 @@ APPROVAL_MODES: tuple[str, ...] = ("always", "on_drift", "never")
 DEFAULT_APPROVAL = "on_drift"
 DEFAULT_APPROVAL_TIMEOUT_MINUTES = 24 * 60
 
+# When the DAG runs: every night at 02:00 UTC, and whenever new data lands (the data asset).
+NIGHTLY_CRON = "0 2 * * *"
+SCHEDULE_TIMEZONE = "UTC"
+# The data asset's name; its URI comes from the environment (wine_quality.data_source).
+DATA_ASSET_NAME = "wine_quality_data"
+# The key of an asset event's extra that names the data that landed.
+ASSET_EVENT_DATA_URI_KEY = "data_uri"
+
 TRACKING_URI_DEFAULT = "http://127.0.0.1:5000"
 MODEL_SERVER_URL_DEFAULT = "http://127.0.0.1:1234"
 

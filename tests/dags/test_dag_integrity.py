@@ -135,8 +135,24 @@ def test_a_rejection_ends_green_with_the_release_skipped(dag):
     assert approve.ignore_downstream_trigger_rules is False
 
 
+def test_schedule_is_the_nightly_cron_or_new_data(dag):
+    from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
+    from airflow.serialization.encoders import encode_timetable
+
+    from wine_quality import config
+    from wine_quality.data_source import data_asset_uri
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    # The time half is exactly what the former `schedule="0 2 * * *"` made: a cron trigger at
+    # 02:00 UTC (the logical date is the trigger time; no data interval).
+    former = DAG("former", schedule="0 2 * * *").timetable
+    assert encode_timetable(dag.timetable.timetable) == encode_timetable(former)
+    assert dag.timetable.asset_condition == Asset(
+        name=config.DATA_ASSET_NAME, uri=data_asset_uri(__import__("os").environ)
+    )
+
+
 def test_schedule_and_run_settings(dag):
-    assert dag.schedule == "0 2 * * *"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert {"mlops", "mlflow"} <= set(dag.tags)
@@ -245,13 +261,27 @@ print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
 """
 
 
-def test_parsing_opens_no_connection_and_imports_nothing_heavy():
+@pytest.mark.parametrize(
+    ("data_uri", "from_airflow"),
+    [
+        ("../shared/data/winequality-red.csv", set()),
+        # An s3:// or https:// asset URI makes Airflow load every provider's asset URI
+        # normalizers (the Amazon provider's imports boto3 and requests), once per process.
+        ("s3://wine-data/incoming/winequality-red.csv", {"boto3", "requests"}),
+        ("", {"boto3", "requests"}),
+    ],
+    ids=["local-path", "s3", "default-https"],
+)
+def test_parsing_opens_no_connection_and_imports_nothing_heavy(data_uri, from_airflow):
+    env = {
+        k: v for k, v in __import__("os").environ.items() if not k.startswith("WINE_DATA_")
+    }  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(DAG_FILE)],
         capture_output=True, text=True, timeout=120, check=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "include")},
+        env={**env, "WINE_DATA_URI": data_uri, "PYTHONPATH": str(REPO / "include")},
     )  # fmt: skip
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert set(json.loads(out.stdout.strip().splitlines()[-1])) <= from_airflow
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -281,7 +311,7 @@ def test_dag_file_imports_only_airflow_and_stdlib_at_top():
             top.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
-    allowed = {"__future__", "airflow", "functools", "collections", "datetime", "typing"}
-    # The config module (stdlib only) and the plugins (Airflow + config): the parse probe above
-    # proves none pulls in anything heavy.
+    allowed = {"__future__", "airflow", "functools", "os", "collections", "datetime", "typing"}
+    # The config and data_source modules (stdlib only) and the plugins (Airflow + config): the
+    # parse probe above proves none pulls in anything heavy.
     assert top <= allowed | {"wine_quality", "mlflow_links", "promotion_approval"}

@@ -101,6 +101,11 @@ class AirflowApi:
     def states(self, run_id: str, dag_id: str = DAG_ID) -> dict[str, str | None]:
         return {t["task_id"]: t["state"] for t in self.task_instances(run_id, dag_id)}
 
+    def post(self, path: str, **kwargs: Any) -> Any:
+        answer = self.request("POST", path, **kwargs)
+        assert answer.status_code in (200, 201), answer.text
+        return answer.json()
+
     def hitl_path(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> str:
         """Where a task's Human-in-the-loop request is read and answered (map index -1)."""
         return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
@@ -136,6 +141,12 @@ class AirflowApi:
         )
         assert answer.status_code == 200, answer.text
         return answer.json()
+
+    def asset(self, name: str) -> dict:
+        """The asset registered under ``name``."""
+        found = self.get("/assets", params={"name_pattern": name})["assets"]
+        assert [a["name"] for a in found] == [name], found
+        return found[0]
 
     def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> Any:
         """A task's return value, as the API server deserialises it."""

@@ -2,15 +2,16 @@
 
 Airflow runs through scripts/airflow.sh exactly as `make airflow` starts it (LocalExecutor on a
 SQLite home, API server on loopback), beside the MLflow server and model server of
-scripts/stack.sh. Runs are made by the scheduler itself — unpausing, a backfill, the REST API —
-never by `airflow dags test`, so the task runners' environment (the model-server token above
-all) is what a user's scheduler gives them. A person's approval is answered through the REST
-API, as the UI's Required Actions page does.
+scripts/stack.sh. Runs are made by the scheduler itself — unpausing, a backfill, the REST API,
+an asset event — never by `airflow dags test`, so the task runners' environment (the
+model-server token above all) is what a user's scheduler gives them. A person's approval is
+answered through the REST API, as the UI's Required Actions page does.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +20,7 @@ import requests
 from tests.integration.airflow import AirflowApi, airflow_running, listening_addresses
 from tests.integration.harness import wait_for
 from tests.integration.stack import Stack, running, stack_env
-from wine_quality.config import MODEL_NAME
+from wine_quality.config import DATA_ASSET_NAME, MODEL_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,6 +66,20 @@ def test_ui_answers_on_loopback_only(live):
     assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
     # The log servers (8793, 8794 by default) are off, not bound to every interface.
     assert not [a for a in addresses if a.endswith((":8793", ":8794"))]
+
+
+def test_the_schedule_is_the_nightly_cron_or_new_data(live, wine_csv):
+    _, api = live
+    dag = api.get("/dags/wine_retraining")
+    # AssetOrTimeSchedule around the 02:00 UTC cron trigger (what "0 2 * * *" always meant).
+    assert dag["timetable_summary"] == "Asset or 0 2 * * *"
+    assert dag["timetable_description"].startswith("Triggered by assets or At 02:00")
+    nightly = datetime.fromisoformat(dag["next_dagrun_run_after"])
+    assert (nightly.hour, nightly.minute, nightly.utcoffset()) == (2, 0, timedelta(0))
+    # The asset is the data source of this environment (WINE_DATA_URI, a local file).
+    asset = api.asset(DATA_ASSET_NAME)
+    assert asset["uri"] == wine_csv.resolve().as_uri()
+    assert [d["dag_id"] for d in asset["scheduled_dags"]] == ["wine_retraining"]
 
 
 def _tags(stack: Stack, version: str) -> dict[str, str]:
@@ -189,6 +204,36 @@ def test_an_unanswered_promotion_is_rejected_when_its_time_is_up(live):
     detail = api.get(api.hitl_path(run_id, "approve"))
     assert detail["chosen_options"] == ["Reject"]
     assert detail["responded_by_user"] is None
+
+
+def test_an_asset_event_starts_a_run_that_reads_the_data_it_names(live, wine_csv, tmp_path):
+    stack, api = live
+    production = stack.production()
+    api.set_paused(False)  # already, after the unpausing test; asset events need it
+    # New data lands under another name (here the same rows, so production is kept).
+    landed = tmp_path / "incoming" / "winequality-red-2026-11-29.csv"
+    landed.parent.mkdir()
+    shutil.copyfile(wine_csv, landed)
+    asset = api.asset(DATA_ASSET_NAME)
+    event = api.post("/assets/events", json={"asset_id": asset["id"],
+                                             "extra": {"data_uri": str(landed)}})  # fmt: skip
+    assert event["extra"]["data_uri"] == str(landed)
+    started = _wait_for_run(api, "asset_triggered", timeout=120)
+    assert started["dag_run_id"].startswith("asset_triggered__")
+    done = api.wait_run(started["dag_run_id"], RUN_TIMEOUT)
+    assert done["state"] == "success", api.states(started["dag_run_id"])
+    assert api.xcom(started["dag_run_id"], "ingest")["source_uri"] == str(landed)
+    # The same rows as production's: the same model, which is not better, so production stays;
+    # the approval step is never reached, so nobody is asked.
+    summary = api.xcom(started["dag_run_id"], "report")
+    assert summary["rows"] == 1599
+    assert summary["decision"] == "keep production"
+    assert summary["promoted_version"] is None
+    assert summary["approval"] == "not run"
+    assert stack.production() == production == stack.served()["version"]
+    states = api.states(started["dag_run_id"])
+    release = ("approve", "promote", "deploy", "canary")
+    assert [states[t] for t in release] == ["skipped"] * 4, states
 
 
 def test_unknown_conf_key_fails_the_run_at_once_naming_it(live):
