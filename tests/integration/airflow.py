@@ -7,6 +7,7 @@ people use. Everything is asked through the public REST API (``/api/v2``) with t
 
 from __future__ import annotations
 
+import functools
 import secrets
 import socket
 import time
@@ -23,8 +24,8 @@ from tests.integration.stack import Stack
 from wine_quality.config import DAG_ID
 
 TERMINAL = {"success", "failed"}
-# How long a test takes to read an approval request before answering it (see wait_for_question).
-READING_SECONDS = 5
+# How long a test reads an approval request before answering it (see AirflowApi.answer).
+READING_SECONDS = 3
 
 
 @dataclass
@@ -110,17 +111,13 @@ class AirflowApi:
         """Where a task's Human-in-the-loop request is read and answered (map index -1)."""
         return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
 
+    def task_instance(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> dict:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+
     def wait_for_question(
         self, run_id: str, task_id: str, timeout: float = 180, dag_id: str = DAG_ID
     ) -> dict:
-        """Until ``task_id`` waits for an answer (awaiting_input), and then a person's moment to
-        read it; its request, as people see it.
-
-        The moment is not politeness: Airflow 3.3.2's scheduler takes a task resumed within its
-        loop of parking (before it has processed the executor's report of the parked attempt)
-        for one killed externally and retries it, so the question is asked again and the answer
-        lost. A person never answers that fast; a test must not either.
-        """
+        """Until ``task_id`` waits for an answer (awaiting_input); its request, as people see it."""
 
         def asked() -> dict | None:
             states = self.states(run_id, dag_id)
@@ -130,17 +127,39 @@ class AirflowApi:
                 return None
             return self.get(self.hitl_path(run_id, task_id, dag_id))
 
-        question = wait_for(asked, f"{task_id} to ask", timeout=timeout, every=1, ignore=())
-        time.sleep(READING_SECONDS)
-        return question
+        return wait_for(asked, f"{task_id} to ask", timeout=timeout, every=1, ignore=())
 
     def answer(self, run_id: str, task_id: str, option: str, dag_id: str = DAG_ID) -> dict:
-        """Answer a waiting task's request as ``admin``, as a person does under Required Actions."""
-        answer = self.request(
-            "PATCH", self.hitl_path(run_id, task_id, dag_id), json={"chosen_options": [option]}
-        )
-        assert answer.status_code == 200, answer.text
-        return answer.json()
+        """Answer a waiting task's request as ``admin``, as a person does under Required
+        Actions; the answer as recorded, once the task has taken it.
+
+        Airflow 3.3.2 can lose an answer given before the scheduler has handled the end of the
+        attempt that asked (the worker reports it up to seconds after the question appears):
+        it takes the resumed task for one killed externally and retries it, and the retry asks
+        again. A person then sees the question again and answers it again; so does this, once.
+        Like a person, it reads the question for a moment first, which mostly avoids that.
+        """
+        time.sleep(READING_SECONDS)
+        for _ in range(2):
+            asking = self.task_instance(run_id, task_id, dag_id)["try_number"]
+            answered = self.request(
+                "PATCH", self.hitl_path(run_id, task_id, dag_id), json={"chosen_options": [option]}
+            )
+            assert answered.status_code == 200, answered.text
+            outcome = functools.partial(self._after_answer, run_id, task_id, asking, dag_id)
+            what = f"{task_id} to take the answer {option}"
+            if wait_for(outcome, what, timeout=120, every=1, ignore=()) == "taken":
+                return answered.json()
+        raise AssertionError(f"{task_id} asked a third time: {self.states(run_id, dag_id)}")
+
+    def _after_answer(self, run_id: str, task_id: str, asking: int, dag_id: str) -> str | None:
+        """Whether the task took the answer (ended) or a new try asks again; None: not yet."""
+        ti = self.task_instance(run_id, task_id, dag_id)
+        if ti["state"] in ("success", "failed", "skipped"):
+            return "taken"
+        if ti["try_number"] > asking and ti["state"] == "awaiting_input":
+            return "asked again"
+        return None
 
     def asset(self, name: str) -> dict:
         """The asset registered under ``name``."""
