@@ -69,7 +69,7 @@ class PromotionApproval(ApprovalOperator):
             mode=params["approval"],
             dags_test=is_dags_test(context),
             timeout_minutes=params["approval_timeout_minutes"],
-            # Read from the XCom: the drift fields are the evaluation's, which may not carry them.
+            # From the XCom itself: a Decision without drift fields (older runs) has no drift.
             drift_detected=bool(self.decision.get("drift_detected")),
             drifted_features=list(self.decision.get("drifted_features") or ()),
             candidate_url=version_link({"version": decision.candidate_version}, ui_base()),
