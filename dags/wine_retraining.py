@@ -8,9 +8,13 @@ better than production on the same holdout, and only kept if the deployed endpoi
   Expectations suite.
 - **Model**: `train` trains and registers a candidate in MLflow, `evaluate` scores it and
   production on the same holdout and decides.
-- **Release**: `should_promote` stops here unless the candidate is better; `promote` moves the
-  `production` alias, `deploy` makes the model server load it, `canary` checks the live
+- **Release**: `should_promote` stops here unless the candidate is better; `approve` asks a
+  person when the run's `approval` setting says so (always, or when the data drifted); `promote`
+  moves the `production` alias, `deploy` makes the model server load it, `canary` checks the live
   endpoint; if `deploy` or `canary` fails, `rollback` restores `previous_production`.
+
+It runs every night at 02:00 UTC and whenever the data asset is updated (an asset event, whose
+extra may name the new file as `data_uri`).
 
 `Summary` always runs last and shows the decision, its reasons and each step's outcome
 (`passed`, `failed` or `not run`). `Fail the run if a task failed` makes the run fail whenever
@@ -18,7 +22,9 @@ any task failed, even though the summary and the rollback succeed.
 
 A candidate that is not better ends the run as a **success**: promotion, deployment and the
 canary are skipped, and the decision with its reasons is at the top of the `evaluate` task's
-log, in the summary and on the model version's tags. Deterministic failures (bad data, a failed
+log, in the summary and on the model version's tags. So does a rejected promotion (answer
+**Reject** under **Required Actions**, or no answer in time): "rejected by ..." is in the
+summary, the run's note and on the version's tags. Deterministic failures (bad data, a failed
 canary, a promotion race, an unknown run setting) fail at once; network errors are retried with
 back-off.
 
@@ -32,23 +38,40 @@ the model server are comes from the environment (`MLFLOW_TRACKING_URI`,
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from airflow.sdk import Param, TaskGroup, TriggerRule, XComArg, dag, task
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    TaskGroup,
+    TriggerRule,
+    XComArg,
+    dag,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 
-# Light at parse time: the links (plugins/ is on Airflow's sys.path) import only Airflow and the
-# config module, and the config module (the Params' defaults) only the standard library.
+# Light at parse time: the plugins (plugins/ is on Airflow's sys.path) import only Airflow and
+# the config module, and the config module (the Params' defaults) and data_source only the
+# standard library.
 from mlflow_links import MlflowModelVersionLink, MlflowRunLink
+from promotion_approval import PromotionApproval
 
 from wine_quality import config
+from wine_quality.data_source import data_asset_uri
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 RUN_LINK = MlflowRunLink()
 VERSION_LINK = MlflowModelVersionLink()
+# The incoming data: an update of it (an asset event) starts a run. Where it is comes from the
+# environment (WINE_DATA_ASSET_URI, else WINE_DATA_URI), the one thing read at parse time.
+DATA_ASSET = Asset(name=config.DATA_ASSET_NAME, uri=data_asset_uri(os.environ))
 
 
 def pipeline_step(func: F) -> F:
@@ -98,7 +121,11 @@ def _s3_client(conn_id: str, *uris: str | None):
 
 @dag(
     dag_id=config.DAG_ID,
-    schedule="0 2 * * *",
+    # The nightly run (a cron trigger: the run's logical date is 02:00 itself) or new data.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(config.NIGHTLY_CRON, timezone=config.SCHEDULE_TIMEZONE),
+        assets=DATA_ASSET,
+    ),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -118,8 +145,9 @@ def _s3_client(conn_id: str, *uris: str | None):
             None,
             type=["null", "string"],
             title="Data source",
-            description="Local path, s3:// or https:// URI of the red wine CSV. "
-            "Empty: the WINE_DATA_URI environment variable, else the public UCI file.",
+            description="Local path, s3:// or https:// URI of the red wine CSV. Empty: the "
+            "data_uri named by the asset event that started the run, else the WINE_DATA_URI "
+            "environment variable, else the public UCI file.",
         ),
         "min_improvement": Param(
             config.DEFAULT_MIN_IMPROVEMENT,
@@ -227,6 +255,24 @@ def _s3_client(conn_id: str, *uris: str | None):
             title="Force promotion (emergency)",
             description="Promote even if the candidate is not better. Recorded as forced.",
         ),
+        "approval": Param(
+            config.DEFAULT_APPROVAL,
+            type="string",
+            enum=list(config.APPROVAL_MODES),
+            title="Human approval before promotion",
+            description="always: a person must approve every promotion (Required Actions); "
+            "on_drift: only when the evaluation found the data drifted (except in a run of "
+            "airflow dags test, such as make run, which never waits for it); never: promote "
+            "without asking.",
+        ),
+        "approval_timeout_minutes": Param(
+            config.DEFAULT_APPROVAL_TIMEOUT_MINUTES,
+            type="number",
+            exclusiveMinimum=0,
+            title="Approval timeout (minutes)",
+            description="How long the approval waits for an answer; no answer by then counts "
+            "as a rejection and production is kept.",
+        ),
     },
 )
 def wine_retraining() -> None:
@@ -234,20 +280,25 @@ def wine_retraining() -> None:
     @pipeline_step
     def ingest(**context: Any) -> dict[str, Any]:
         from wine_quality.data import ingest
+        from wine_quality.data_source import choose_data_uri
         from wine_quality.xcom import to_xcom
 
         # First, before any work: a misspelt setting would otherwise be ignored silently. Here
         # rather than in a task of its own, which would cost a worker slot and a graph node.
         config.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
         settings = _settings()
-        data_uri = context["params"]["data_uri"] or settings.data_uri
+        source = choose_data_uri(
+            context["params"]["data_uri"],
+            [(event.timestamp, event.extra) for event in context["dag_run"].consumed_asset_events],
+            settings.data_uri,
+        )
         logical_date = context.get("logical_date")
         return to_xcom(
             ingest(
-                data_uri,
+                source.uri,
                 settings.staging_uri,
                 logical_date.isoformat() if logical_date else context["run_id"],
-                s3_client=_s3_client(settings.s3_conn_id, data_uri, settings.staging_uri),
+                s3_client=_s3_client(settings.s3_conn_id, source.uri, settings.staging_uri),
             )
         )
 
@@ -425,6 +476,7 @@ def wine_retraining() -> None:
             ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {}),
             airflow_run_id=run_id,
             server_url=settings.model_server_url,
+            tracking_uri=settings.tracking_uri,
             summary_file=settings.run_summary_file,
             note_for_dag=ti.dag_id,
         )
@@ -447,8 +499,12 @@ def wine_retraining() -> None:
         decision = linked(evaluate(candidate), VERSION_LINK)
     with TaskGroup("release", group_display_name="Release", prefix_group_id=False):
         gate = should_promote(decision)
+        # Rejected (or unanswered in time), it skips `promote`, and with it deploy and canary.
+        approval = PromotionApproval(
+            task_id="approve", task_display_name="Human approval", decision=decision
+        )
         promotion = linked(promote(decision), VERSION_LINK)
-        gate >> promotion
+        gate >> approval >> promotion
         deployed = linked(deploy(promotion), RUN_LINK, VERSION_LINK)
         canaried = linked(canary(promotion, candidate, deployed), VERSION_LINK)
         rolled_back = linked(rollback(), VERSION_LINK)

@@ -88,6 +88,20 @@ PREDICTION_TOLERANCE = 1e-6
 DEFAULT_DRIFT_PSI = 0.2
 # KS 0.1: a gap one sees between the CDFs (the p-value calls any shift in thousands of rows real).
 DEFAULT_DRIFT_KS = 0.1
+# Human approval before promotion: when to ask ("on_drift": only when the evaluation found the
+# data drifted), and how long to wait before the silence counts as a rejection (a day: the next
+# night's run would otherwise queue behind the pending question).
+APPROVAL_MODES: tuple[str, ...] = ("always", "on_drift", "never")
+DEFAULT_APPROVAL = "on_drift"
+DEFAULT_APPROVAL_TIMEOUT_MINUTES = 24 * 60
+
+# When the DAG runs: every night at 02:00 UTC, and whenever new data lands (the data asset).
+NIGHTLY_CRON = "0 2 * * *"
+SCHEDULE_TIMEZONE = "UTC"
+# The data asset's name; its URI comes from the environment (wine_quality.data_source).
+DATA_ASSET_NAME = "wine_quality_data"
+# The key of an asset event's extra that names the data that landed.
+ASSET_EVENT_DATA_URI_KEY = "data_uri"
 
 TRACKING_URI_DEFAULT = "http://127.0.0.1:5000"
 MODEL_SERVER_URL_DEFAULT = "http://127.0.0.1:1234"

@@ -24,11 +24,17 @@ NOTE_LIMIT = 1000
 
 
 def render_note(summary: Mapping[str, Any]) -> str:
-    """Markdown for the note: the decision on the first line, then each reason word for word.
+    """Markdown for the note: the decision (and a person's approval or rejection of it) on the
+    first line, then each reason word for word.
 
     The first line is what the run page's header shows; the rest opens with the note.
     """
-    lines = [f"**Decision: {summary.get('decision') or 'not made'}**"]
+    header = f"**Decision: {summary.get('decision') or 'not made'}**"
+    # A person's answer (or its absence) overrides the decision: it belongs in the header.
+    approval = summary.get("approval")
+    if isinstance(approval, Mapping) and approval.get("outcome") in ("approved", "rejected"):
+        header += f", {approval['reason']}"
+    lines = [header]
     lines += [f"- {reason}" for reason in summary.get("reasons") or ()]
     metrics = summary.get("candidate_metrics") or {}
     facts = []

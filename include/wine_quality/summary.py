@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from wine_quality.approval import Approval, record_approval
 from wine_quality.canary import CanaryReport
 from wine_quality.data import IngestResult
 from wine_quality.deployment import Deployment, Rollback, served_model
@@ -34,6 +35,7 @@ class StepResults:
     validate: ValidationRun | None = None
     train: Candidate | None = None
     evaluate: Decision | None = None
+    approve: Approval | None = None
     promote: Promotion | None = None
     deploy: Deployment | None = None
     canary: CanaryReport | None = None
@@ -55,6 +57,7 @@ _RESULT_TYPES: dict[str, type] = {
     "validate": ValidationRun,
     "train": Candidate,
     "evaluate": Decision,
+    "approve": Approval,
     "promote": Promotion,
     "deploy": Deployment,
     "canary": CanaryReport,
@@ -96,6 +99,8 @@ def summarize(
         "airflow_run_id": airflow_run_id,
         "decision": outcome(decision.promote, decision.forced) if decision else "not made",
         "reasons": decision.reasons if decision else None,
+        # Only a promotion the evaluation wanted comes to the approval step.
+        "approval": to_xcom(results.approve) if results.approve else steps["approve"],
         "rows": ingested.rows if ingested else None,
         "data_sha256": ingested.sha256 if ingested else None,
         "validation": steps["validate"],
@@ -132,14 +137,20 @@ def report_run(
     *,
     airflow_run_id: str,
     server_url: str,
+    tracking_uri: str | None = None,
     summary_file: str | None = None,
     note_for_dag: str | None = None,
 ) -> dict[str, Any]:
     """The run summary, with what the endpoint serves right now (asked, not assumed).
 
     Logged as indented JSON, written to ``summary_file`` when one is given, and, given the
-    run's DAG id, written as the run's note (the decision where a person looks first).
+    run's DAG id, written as the run's note (the decision where a person looks first). Given
+    the tracking server, the approval's outcome is kept on the candidate's model version.
     """
+    if tracking_uri and results.approve and results.train:
+        record_approval(
+            tracking_uri=tracking_uri, version=results.train.version, approval=results.approve
+        )
     summary = summarize(results, states, airflow_run_id=airflow_run_id)
     try:
         summary["served_version"] = served_model(server_url).version

@@ -14,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "wine_retraining.py"
 MAIN_FLOW = [
-    "ingest", "validate", "train", "evaluate", "should_promote", "promote", "deploy", "canary",
+    "ingest", "validate", "train", "evaluate", "should_promote", "approve", "promote", "deploy",
+    "canary",
 ]  # fmt: skip
 
 
@@ -43,7 +44,7 @@ def test_main_flow_is_a_chain(dag):
 GROUPS = {
     "data": {"ingest", "validate"},
     "model": {"train", "evaluate"},
-    "release": {"should_promote", "promote", "deploy", "canary", "rollback"},
+    "release": {"should_promote", "approve", "promote", "deploy", "canary", "rollback"},
 }
 FINAL = {"report", "watcher"}
 
@@ -107,19 +108,51 @@ def test_a_failure_anywhere_fails_the_run(dag):
 def test_not_better_ends_green_with_the_release_skipped(dag):
     gate = dag.get_task("should_promote")
     assert gate.ignore_downstream_trigger_rules is False
-    # The gate skips `promote` only; `deploy` and `canary` (ALL_SUCCESS) follow the skip,
-    # `rollback` (ONE_FAILED) skips with no failure; the summary and the watcher are not
+    # The gate skips `approve` only; `promote`, `deploy` and `canary` (ALL_SUCCESS) follow the
+    # skip, `rollback` (ONE_FAILED) skips with no failure; the summary and the watcher are not
     # downstream of the gate, so the summary runs and the watcher skips: a green run.
-    assert gate.downstream_task_ids == {"promote"}
-    for task_id in ("promote", "deploy", "canary"):
+    assert gate.downstream_task_ids == {"approve"}
+    for task_id in ("approve", "promote", "deploy", "canary"):
         assert dag.get_task(task_id).trigger_rule == "all_success"
         assert "should_promote" in _ancestors(dag, task_id)
     assert dag.get_task("deploy").upstream_task_ids == {"promote"}
     assert dag.get_task("canary").upstream_task_ids == {"promote", "train", "deploy"}
 
 
+def test_a_rejection_ends_green_with_the_release_skipped(dag):
+    approve = dag.get_task("approve")
+    # A rejection (or no answer in time) skips the approval's direct downstream tasks, which
+    # must be `promote` alone: deploy and canary follow its skip as after the gate's, and
+    # neither the summary nor the watcher hangs off it.
+    assert approve.task_type == "PromotionApproval"
+    assert approve.downstream_task_ids == {"promote"}
+    assert approve.upstream_task_ids == {"should_promote", "evaluate"}
+    assert dag.get_task("promote").upstream_task_ids == {"approve", "evaluate"}
+    assert approve.options == ["Approve", "Reject"]
+    # What the scheduler answers for a person who does not: silence is a rejection.
+    assert approve.defaults == ["Reject"]
+    assert approve.fail_on_reject is False
+    assert approve.ignore_downstream_trigger_rules is False
+
+
+def test_schedule_is_the_nightly_cron_or_new_data(dag):
+    from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
+    from airflow.serialization.encoders import encode_timetable
+
+    from wine_quality import config
+    from wine_quality.data_source import data_asset_uri
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    # The time half is exactly what the former `schedule="0 2 * * *"` made: a cron trigger at
+    # 02:00 UTC (the logical date is the trigger time; no data interval).
+    former = DAG("former", schedule="0 2 * * *").timetable
+    assert encode_timetable(dag.timetable.timetable) == encode_timetable(former)
+    assert dag.timetable.asset_condition == Asset(
+        name=config.DATA_ASSET_NAME, uri=data_asset_uri(__import__("os").environ)
+    )
+
+
 def test_schedule_and_run_settings(dag):
-    assert dag.schedule == "0 2 * * *"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert {"mlops", "mlflow"} <= set(dag.tags)
@@ -141,7 +174,7 @@ def test_params_are_typed_titled_and_described(dag):
     expected = {
         "data_uri", "min_improvement", "ci_level", "bootstrap_resamples", "drift_psi", "drift_ks",
         "max_rmse", "min_r2", "alphas", "l1_ratios", "min_rows", "canary_rows", "canary_p95_ms",
-        "force_promotion",
+        "force_promotion", "approval", "approval_timeout_minutes",
     }  # fmt: skip
     assert set(params.keys()) == expected
     for name in expected:
@@ -170,7 +203,10 @@ def test_param_defaults_come_from_the_config_module(dag):
         "canary_rows": config.DEFAULT_CANARY_ROWS,
         "canary_p95_ms": config.DEFAULT_CANARY_P95_MS,
         "force_promotion": False,
+        "approval": config.DEFAULT_APPROVAL,
+        "approval_timeout_minutes": config.DEFAULT_APPROVAL_TIMEOUT_MINUTES,
     }
+    assert dag.params.get_param("approval").schema["enum"] == list(config.APPROVAL_MODES)
     assert dag.dag_id == config.DAG_ID
 
 
@@ -180,6 +216,7 @@ EXPECTED_LINKS = {
     "train": {"MLflow run", "MLflow model version"},
     "evaluate": {"MLflow model version"},
     "should_promote": set(),
+    "approve": set(),
     "promote": {"MLflow model version"},
     "deploy": {"MLflow run", "MLflow model version"},
     "canary": {"MLflow model version"},
@@ -208,6 +245,10 @@ def test_params_reject_bad_values(dag):
         param.resolve(0)
     with pytest.raises(ParamValidationError):
         dag.params.get_param("alphas").resolve([])
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("approval").resolve("sometimes")
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("approval_timeout_minutes").resolve(0)
 
 
 PARSE_PROBE = r"""
@@ -225,13 +266,27 @@ print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
 """
 
 
-def test_parsing_opens_no_connection_and_imports_nothing_heavy():
+@pytest.mark.parametrize(
+    ("data_uri", "from_airflow"),
+    [
+        ("../shared/data/winequality-red.csv", set()),
+        # An s3:// or https:// asset URI makes Airflow load every provider's asset URI
+        # normalizers (the Amazon provider's imports boto3 and requests), once per process.
+        ("s3://wine-data/incoming/winequality-red.csv", {"boto3", "requests"}),
+        ("", {"boto3", "requests"}),
+    ],
+    ids=["local-path", "s3", "default-https"],
+)
+def test_parsing_opens_no_connection_and_imports_nothing_heavy(data_uri, from_airflow):
+    env = {
+        k: v for k, v in __import__("os").environ.items() if not k.startswith("WINE_DATA_")
+    }  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(DAG_FILE)],
         capture_output=True, text=True, timeout=120, check=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "include")},
+        env={**env, "WINE_DATA_URI": data_uri, "PYTHONPATH": str(REPO / "include")},
     )  # fmt: skip
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert set(json.loads(out.stdout.strip().splitlines()[-1])) <= from_airflow
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -261,7 +316,7 @@ def test_dag_file_imports_only_airflow_and_stdlib_at_top():
             top.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
-    allowed = {"__future__", "airflow", "functools", "collections", "datetime", "typing"}
-    # The config module (stdlib only) and the links (Airflow + config): the parse probe above
-    # proves neither pulls in anything heavy.
-    assert top <= allowed | {"wine_quality", "mlflow_links"}
+    allowed = {"__future__", "airflow", "functools", "os", "collections", "datetime", "typing"}
+    # The config and data_source modules (stdlib only) and the plugins (Airflow + config): the
+    # parse probe above proves none pulls in anything heavy.
+    assert top <= allowed | {"wine_quality", "mlflow_links", "promotion_approval"}

@@ -7,8 +7,10 @@ people use. Everything is asked through the public REST API (``/api/v2``) with t
 
 from __future__ import annotations
 
+import functools
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from tests.integration.stack import Stack
 from wine_quality.config import DAG_ID
 
 TERMINAL = {"success", "failed"}
+# How long a test reads an approval request before answering it (see AirflowApi.answer).
+READING_SECONDS = 3
 
 
 @dataclass
@@ -97,6 +101,71 @@ class AirflowApi:
 
     def states(self, run_id: str, dag_id: str = DAG_ID) -> dict[str, str | None]:
         return {t["task_id"]: t["state"] for t in self.task_instances(run_id, dag_id)}
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        answer = self.request("POST", path, **kwargs)
+        assert answer.status_code in (200, 201), answer.text
+        return answer.json()
+
+    def hitl_path(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> str:
+        """Where a task's Human-in-the-loop request is read and answered (map index -1)."""
+        return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
+
+    def task_instance(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> dict:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+
+    def wait_for_question(
+        self, run_id: str, task_id: str, timeout: float = 180, dag_id: str = DAG_ID
+    ) -> dict:
+        """Until ``task_id`` waits for an answer (awaiting_input); its request, as people see it."""
+
+        def asked() -> dict | None:
+            states = self.states(run_id, dag_id)
+            done = ("success", "failed", "skipped", "upstream_failed")
+            assert states.get(task_id) not in done, f"{task_id} never asked: {states}"
+            if states.get(task_id) != "awaiting_input":
+                return None
+            return self.get(self.hitl_path(run_id, task_id, dag_id))
+
+        return wait_for(asked, f"{task_id} to ask", timeout=timeout, every=1, ignore=())
+
+    def answer(self, run_id: str, task_id: str, option: str, dag_id: str = DAG_ID) -> dict:
+        """Answer a waiting task's request as ``admin``, as a person does under Required
+        Actions; the answer as recorded, once the task has taken it.
+
+        Airflow 3.3.2 can lose an answer given before the scheduler has handled the end of the
+        attempt that asked (the worker reports it up to seconds after the question appears):
+        it takes the resumed task for one killed externally and retries it, and the retry asks
+        again. A person then sees the question again and answers it again; so does this, once.
+        Like a person, it reads the question for a moment first, which mostly avoids that.
+        """
+        time.sleep(READING_SECONDS)
+        for _ in range(2):
+            asking = self.task_instance(run_id, task_id, dag_id)["try_number"]
+            answered = self.request(
+                "PATCH", self.hitl_path(run_id, task_id, dag_id), json={"chosen_options": [option]}
+            )
+            assert answered.status_code == 200, answered.text
+            outcome = functools.partial(self._after_answer, run_id, task_id, asking, dag_id)
+            what = f"{task_id} to take the answer {option}"
+            if wait_for(outcome, what, timeout=120, every=1, ignore=()) == "taken":
+                return answered.json()
+        raise AssertionError(f"{task_id} asked a third time: {self.states(run_id, dag_id)}")
+
+    def _after_answer(self, run_id: str, task_id: str, asking: int, dag_id: str) -> str | None:
+        """Whether the task took the answer (ended) or a new try asks again; None: not yet."""
+        ti = self.task_instance(run_id, task_id, dag_id)
+        if ti["state"] in ("success", "failed", "skipped"):
+            return "taken"
+        if ti["try_number"] > asking and ti["state"] == "awaiting_input":
+            return "asked again"
+        return None
+
+    def asset(self, name: str) -> dict:
+        """The asset registered under ``name``."""
+        found = self.get("/assets", params={"name_pattern": name})["assets"]
+        assert [a["name"] for a in found] == [name], found
+        return found[0]
 
     def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> Any:
         """A task's return value, as the API server deserialises it."""

@@ -92,7 +92,8 @@ def task_attempts(output: str, task_id: str) -> int:
 
 
 def assert_first_run_promoted(stack: Stack, code: int, summary: dict, output: str) -> None:
-    """A first run on the real data: validated, promoted version 1, served it, canary passed."""
+    """A first run on the real data: validated, promoted version 1 without asking anyone,
+    served it, canary passed."""
     assert code == 0, output[-3000:]
     assert summary["rows"] == 1599
     assert summary["validation"] == "passed"
@@ -102,6 +103,10 @@ def assert_first_run_promoted(stack: Stack, code: int, summary: dict, output: st
     assert summary["canary"]["passed"] is True
     assert stack.production() == "1"
     assert stack.served()["version"] == "1"
+    # `airflow dags test` never waits for the default approval ('on_drift'), and says so.
+    assert summary["approval"]["outcome"] == "not_required"
+    assert "an `airflow dags test` run does not wait" in summary["approval"]["reason"]
+    assert stack.client().get_model_version(MODEL_NAME, "1").tags["approval"] == "not_required"
 
 
 @contextmanager

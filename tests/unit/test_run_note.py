@@ -26,6 +26,27 @@ def test_note_starts_with_the_decision_then_each_reason():
     assert lines[-1] == "candidate v2 (RMSE 0.6505); served v1"
 
 
+@pytest.mark.parametrize(
+    ("approval", "header"),
+    [
+        ({"outcome": "rejected", "reason": "rejected by bob", "by": "bob"},
+         "**Decision: promote**, rejected by bob"),
+        ({"outcome": "rejected", "reason": "rejected: no answer within 60 minutes"},
+         "**Decision: promote**, rejected: no answer within 60 minutes"),
+        ({"outcome": "approved", "reason": "approved by alice", "by": "alice"},
+         "**Decision: promote**, approved by alice"),
+        # Nobody was asked: the decision alone.
+        ({"outcome": "not_required", "reason": "not asked: approval is 'never'"},
+         "**Decision: promote**"),
+        ("not run", "**Decision: promote**"),
+    ],
+    ids=["rejected", "timed-out", "approved", "not-asked", "not-run"],
+)  # fmt: skip
+def test_a_persons_answer_is_in_the_header(approval, header):
+    note = render_note({**SUMMARY, "decision": "promote", "approval": approval})
+    assert note.splitlines()[0] == header
+
+
 def test_note_names_failed_steps_and_a_decision_never_made():
     note = render_note({"decision": "not made", "reasons": None, "steps": {"ingest": "failed"}})
     assert note.splitlines()[0] == "**Decision: not made**"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
+from wine_quality import summary as summary_module
+from wine_quality.approval import Approval
 from wine_quality.canary import CanaryReport
 from wine_quality.data import IngestResult
 from wine_quality.deployment import Deployment, Rollback
 from wine_quality.evaluation import Decision
 from wine_quality.registry import Promotion
-from wine_quality.summary import STEPS, StepResults, step_status, summarize
+from wine_quality.summary import STEPS, StepResults, report_run, step_status, summarize
 from wine_quality.training import Candidate
 from wine_quality.validation_run import ValidationRun
 from wine_quality.xcom import from_xcom, to_xcom
@@ -33,6 +36,7 @@ OUTPUTS = {
         best_params={"alpha": 0.1, "l1_ratio": 0.5},
     ),
     "evaluate": DECISION,
+    "approve": Approval(outcome="approved", reason="approved by alice", by="alice"),
     "promote": Promotion(version="2", previous_version="1", already_promoted=False),
     "deploy": Deployment(
         name="ElasticNetWineModel", version="2", model_uri="models:/ElasticNetWineModel/2",
@@ -54,6 +58,16 @@ def test_step_status(state, status):
     assert step_status(state) == status
 
 
+def upto(step: str) -> list[str]:
+    """The steps up to and including ``step``."""
+    return list(STEPS[: STEPS.index(step) + 1])
+
+
+def after(step: str) -> list[str]:
+    """The steps after ``step``."""
+    return list(STEPS[STEPS.index(step) + 1 :])
+
+
 def run(states: dict[str, str], outputs: dict | None = None) -> dict:
     outputs = OUTPUTS if outputs is None else outputs
     results = {name: outputs[name] if states.get(name) == "success" else None for name in STEPS}
@@ -70,7 +84,7 @@ def test_everything_passed():
 
 
 def test_deploy_failed_so_the_canary_did_not_run():
-    states = dict.fromkeys(STEPS[:5], "success") | {
+    states = dict.fromkeys(upto("promote"), "success") | {
         "deploy": "failed", "canary": "upstream_failed", "rollback": "success",
     }  # fmt: skip
     summary = run(states)
@@ -80,7 +94,7 @@ def test_deploy_failed_so_the_canary_did_not_run():
 
 
 def test_canary_failed():
-    states = dict.fromkeys(STEPS[:6], "success") | {"canary": "failed", "rollback": "success"}
+    states = dict.fromkeys(upto("deploy"), "success") | {"canary": "failed", "rollback": "success"}
     summary = run(states)
     assert summary["canary"] == "failed"
     assert summary["rollback"]["production"] == "1"
@@ -88,12 +102,31 @@ def test_canary_failed():
 
 def test_not_better_skips_the_release():
     keep = dataclasses.replace(DECISION, promote=False, forced=False)
-    states = dict.fromkeys(STEPS[:4], "success") | dict.fromkeys(STEPS[4:], "skipped")
+    states = dict.fromkeys(upto("evaluate"), "success")
+    states |= dict.fromkeys(after("evaluate"), "skipped")
     summary = run(states, {**OUTPUTS, "evaluate": keep})
     assert summary["decision"] == "keep production"
     assert summary["reasons"] == keep.reasons
-    assert [summary["steps"][s] for s in STEPS[4:]] == ["not run"] * 4
+    assert [summary["steps"][s] for s in after("evaluate")] == ["not run"] * 5
     assert summary["promoted_version"] is None
+    # Nobody is asked to approve keeping production.
+    assert summary["approval"] == "not run"
+
+
+@pytest.mark.parametrize(
+    "approval",
+    [Approval(outcome="rejected", reason="rejected by bob", by="bob"),
+     Approval(outcome="rejected", reason="rejected: no answer within 60 minutes", timed_out=True)],
+    ids=["rejected", "timed-out"],
+)  # fmt: skip
+def test_a_rejection_keeps_production_and_says_who(approval):
+    states = dict.fromkeys(upto("approve"), "success") | dict.fromkeys(after("approve"), "skipped")
+    summary = run(states, {**OUTPUTS, "approve": approval})
+    assert summary["decision"] == "forced"  # what the evaluation wanted...
+    assert summary["approval"] == to_xcom(approval)  # ...and what a person (or nobody) said
+    assert summary["steps"]["approve"] == "passed"
+    assert summary["promoted_version"] is None
+    assert [summary["steps"][s] for s in after("approve")] == ["not run"] * 4
 
 
 def test_the_interval_and_drift_are_in_the_summary():
@@ -125,7 +158,7 @@ def test_the_airflow_run_id_is_not_mistaken_for_an_mlflow_run():
 
 
 def test_a_rollback_reports_a_redeploy_error_only_when_there_was_one():
-    states = dict.fromkeys(STEPS[:6], "success") | {"canary": "failed", "rollback": "success"}
+    states = dict.fromkeys(upto("deploy"), "success") | {"canary": "failed", "rollback": "success"}
     assert run(states)["rollback"] == {
         "rolled_back": True,
         "production": "1",
@@ -150,3 +183,27 @@ def test_the_summary_reads_what_the_tasks_pushed():
     pushed = {name: to_xcom(result) for name, result in OUTPUTS.items()}
     assert StepResults.from_xcom(pushed) == StepResults(**OUTPUTS)
     assert StepResults.from_xcom(dict.fromkeys(STEPS)) == StepResults()
+
+
+def test_the_summary_keeps_the_approval_on_the_candidate_version(monkeypatch, tmp_path):
+    recorded, notes = [], []
+    monkeypatch.setattr(summary_module, "record_approval", lambda **kw: recorded.append(kw))
+    monkeypatch.setattr(summary_module, "publish_note", lambda s, **kw: notes.append(s))
+    monkeypatch.setattr(summary_module, "served_model", lambda url: SimpleNamespace(version="1"))
+    rejected = Approval(outcome="rejected", reason="rejected by bob", by="bob")
+    results = dataclasses.replace(StepResults(**OUTPUTS), approve=rejected, promote=None)
+    summary = report_run(
+        results, {"approve": "success", "promote": "skipped"}, airflow_run_id="manual__1",
+        server_url="http://server", tracking_uri="http://mlflow", note_for_dag="wine_retraining",
+        summary_file=str(tmp_path / "summary.json"),
+    )  # fmt: skip
+    assert recorded == [{"tracking_uri": "http://mlflow", "version": "2", "approval": rejected}]
+    assert summary["approval"]["reason"] == "rejected by bob"
+    assert notes == [summary]
+    # Not asked (not better, or a failure before it): nothing to record.
+    recorded.clear()
+    report_run(
+        dataclasses.replace(results, approve=None), {}, airflow_run_id="manual__1",
+        server_url="http://server", tracking_uri="http://mlflow",
+    )  # fmt: skip
+    assert recorded == []
