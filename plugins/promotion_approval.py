@@ -69,9 +69,9 @@ class PromotionApproval(ApprovalOperator):
             mode=params["approval"],
             dags_test=is_dags_test(context),
             timeout_minutes=params["approval_timeout_minutes"],
-            # From the XCom itself: a Decision without drift fields (older runs) has no drift.
-            drift_detected=bool(self.decision.get("drift_detected")),
-            drifted_features=list(self.decision.get("drifted_features") or ()),
+            # A decision from before drift was measured reads as no drift (the fields' defaults).
+            drift_detected=decision.drift_detected,
+            drifted_features=list(decision.drifted_features),
             candidate_url=version_link({"version": decision.candidate_version}, ui_base()),
         )
         if not request.needed:
