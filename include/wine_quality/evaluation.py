@@ -27,8 +27,10 @@ from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, TARGET
 from wine_quality.registry import alias_version
 from wine_quality.tracking import using
 from wine_quality.training import (
+    SPLIT_RULE,
     Candidate,
     holdout_digest,
+    in_holdout,
     load_holdout,
     regression_metrics,
     row_groups,
@@ -260,7 +262,17 @@ def compare_with_production(
     from wine_quality.stats import paired_bootstrap_delta_rmse
 
     with using(tracking_uri) as mlflow_client:
-        holdout = load_holdout(candidate.holdout_uri, tracking_uri)
+        current = None
+        if candidate.snapshot_uri and candidate.split_rule.startswith(f"{SPLIT_RULE}:"):
+            # The holdout is a function of the snapshot: rebuilt here rather than downloaded
+            # through the tracking server, and proved the same rows by its digest below.
+            current = load_snapshot(
+                candidate.snapshot_uri, candidate.data_sha256, s3_client=s3_client
+            )
+            fraction = float(candidate.split_rule.partition(":")[2])
+            holdout = current[in_holdout(current, fraction)].reset_index(drop=True)
+        else:
+            holdout = load_holdout(candidate.holdout_uri, tracking_uri)
         digest = holdout_digest(holdout)
         if digest != candidate.holdout_digest:
             raise RuntimeError(
@@ -272,13 +284,18 @@ def compare_with_production(
         if prod_version is not None:
             try:
                 baseline, baseline_rows = version_training_data(
-                    mlflow_client, prod_version, s3_client=s3_client
+                    mlflow_client,
+                    prod_version,
+                    s3_client=s3_client,
+                    loaded={candidate.data_sha256: current} if current is not None else None,
                 )
             except LineageError as exc:
                 log.warning("cannot rebuild production's training data: %s", exc)
                 blocker = f"production's training data cannot be read back ({exc})"
         rows, overlap = holdout, 0
-        if baseline_rows is not None:
+        if baseline is not None and baseline.split_rule != candidate.split_rule:
+            # Split by another rule (or fraction): remove what production trained on. Under the
+            # same content-hash rule the two sides are disjoint by construction.
             seen = np.isin(row_groups(holdout), row_groups(baseline_rows))
             overlap = int(seen.sum())
             rows = holdout[~seen].reset_index(drop=True)
@@ -306,9 +323,10 @@ def compare_with_production(
             )
         drift_report = None
         if baseline_rows is not None and candidate.snapshot_uri:
-            current = load_snapshot(
-                candidate.snapshot_uri, candidate.data_sha256, s3_client=s3_client
-            )
+            if current is None:
+                current = load_snapshot(
+                    candidate.snapshot_uri, candidate.data_sha256, s3_client=s3_client
+                )
             drift_report = drift_stats.compare(
                 baseline_rows, current, psi_threshold=policy.drift_psi, ks_threshold=policy.drift_ks
             )

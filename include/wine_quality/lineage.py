@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,9 +82,20 @@ def training_rows(frame: pd.DataFrame, rule: str, *, seed: int) -> pd.DataFrame:
 
 
 def version_training_data(
-    mlflow_client: MlflowClient, version: str, *, s3_client: Any | None = None
+    mlflow_client: MlflowClient,
+    version: str,
+    *,
+    s3_client: Any | None = None,
+    loaded: Mapping[str, pd.DataFrame] | None = None,
 ) -> tuple[TrainingData, pd.DataFrame]:
     """The rows ``version`` of the model was trained on, rebuilt from its lineage.
+
+    Args:
+        mlflow_client: Client of the tracking server that holds the registry.
+        version: The model version.
+        s3_client: boto3 S3 client for an ``s3://`` snapshot.
+        loaded: Frames already parsed, by sha256: a snapshot the caller holds is not read
+            again (a rerun on unchanged data trains on the very same snapshot).
 
     Returns:
         Where they came from, and the rows themselves.
@@ -107,7 +119,9 @@ def version_training_data(
     params = mlflow_client.get_run(model_version.run_id).data.params
     rule = tags.get("split_rule") or f"{LEGACY_SPLIT_RULE}:{params.get('holdout_fraction', 0.2)}"
     try:
-        frame = load_snapshot(snapshot_uri, sha256, s3_client=s3_client)
+        frame = (loaded or {}).get(sha256)
+        if frame is None:
+            frame = load_snapshot(snapshot_uri, sha256, s3_client=s3_client)
     except (DataSourceError, FileNotFoundError) as exc:
         # Gone or changed for good; a network error (ConnectionError) propagates and is retried.
         raise LineageError(f"version {version}'s training snapshot: {exc}") from exc

@@ -38,6 +38,7 @@ def predictions_figure(
     *,
     candidate_label: str,
     production_label: str | None,
+    max_points: int = 5000,
 ) -> Figure:
     """Predicted against actual, and residuals, for the candidate and production side by side.
 
@@ -53,6 +54,9 @@ def predictions_figure(
             (the figure then has the candidate's column only, and says so).
         candidate_label: Name of the candidate in titles, e.g. ``candidate v7``.
         production_label: Name of production in titles (``production`` when None).
+        max_points: At most this many rows are drawn (a seeded sample, the same for both
+            models); the RMSEs are always of every row. A million dots draw slowly and show no
+            more than five thousand.
 
     Returns:
         A figure with 2 axes per model.
@@ -74,17 +78,22 @@ def predictions_figure(
                 f"{label} has {len(predicted)} predictions for {len(actual)} actual scores"
             )
 
+    rmses = [math.sqrt(float(np.mean((predicted - actual) ** 2))) for _, predicted, _ in models]
+    total = len(actual)
+    if total > max_points:
+        # Seeded, so the same decision always draws the same picture.
+        drawn = np.sort(np.random.default_rng(0).choice(total, size=max_points, replace=False))
+        actual = actual[drawn]
+        models = [(label, predicted[drawn], colour) for label, predicted, colour in models]
     shown = actual
     if np.all(actual == np.round(actual)):
-        # Seeded, so the same decision always draws the same picture.
         shown = actual + np.random.default_rng(0).uniform(-JITTER, JITTER, len(actual))
     low = min(float(shown.min()), *(float(predicted.min()) for _, predicted, _ in models))
     high = max(float(shown.max()), *(float(predicted.max()) for _, predicted, _ in models))
 
     figure = Figure(figsize=(5.5 * len(models), 8.5), layout="constrained")
     axes = figure.subplots(2, len(models), sharex="row", sharey="row", squeeze=False)
-    for index, (label, predicted, colour) in enumerate(models):
-        rmse = math.sqrt(float(np.mean((predicted - actual) ** 2)))
+    for index, ((label, predicted, colour), rmse) in enumerate(zip(models, rmses, strict=True)):
         top, bottom = axes[0, index], axes[1, index]
         top.scatter(shown, predicted, s=9, alpha=0.35, color=colour, linewidths=0)
         top.plot([low, high], [low, high], color="black", linewidth=1, label="perfect: y = x")
@@ -97,7 +106,7 @@ def predictions_figure(
         bottom.set_title(f"{label}: residuals, RMSE {rmse:.4f}")
         bottom.set_xlabel("predicted quality")
         bottom.set_ylabel("residual (actual - predicted)")
-    rows = f"{len(actual):,} rows"
+    rows = f"{total:,} rows" + (f" ({len(actual):,} drawn)" if len(actual) < total else "")
     figure.suptitle(
         f"Candidate and production on the same {rows}"
         if production_pred is not None

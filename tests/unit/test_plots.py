@@ -248,3 +248,18 @@ def test_importing_plots_loads_no_matplotlib_and_drawing_needs_no_pyplot():
     include = Path(wine_quality.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(include), "MPLBACKEND": "", "DISPLAY": ""}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_a_large_holdout_is_drawn_from_a_sample_but_scored_on_every_row():
+    rng = np.random.default_rng(0)
+    y = rng.integers(3, 9, 50_000).astype("float64")
+    candidate = y + rng.normal(0, 0.5, len(y))
+    production = y + rng.normal(0, 0.7, len(y))
+    figure = predictions_figure(
+        y, candidate, production, candidate_label="c", production_label="p", max_points=1000
+    )
+    top = figure.axes[0]
+    assert len(top.collections[0].get_offsets()) == 1000
+    rmse = float(np.sqrt(np.mean((candidate - y) ** 2)))
+    assert f"RMSE {rmse:.4f}" in top.get_title()
+    assert "50,000 rows (1,000 drawn)" in figure.get_suptitle()
