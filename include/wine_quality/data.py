@@ -533,10 +533,11 @@ def _read_frame(open_input: Opener, source: str) -> pd.DataFrame:
                 table = pacsv.read_csv(stream, **_options(rows))
     except pa.ArrowInvalid as exc:
         raise _unreadable(exc, rows, open_input, source) from exc
-    # split_blocks keeps one array per column (no consolidation copy); self_destruct frees each
-    # Arrow column once converted, so the table and the frame are never both held in full.
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    # One 2-D block for the float features (what scikit-learn reads without another copy);
+    # then the table's memory goes back to the system, not to pyarrow's pool for later.
+    frame = table.to_pandas()
     del table
+    pa.default_memory_pool().release_unused()
     frame.columns = [str(column).strip() for column in frame.columns]
     if frame.empty:
         raise DataSourceError(f"{source} has a header but no data rows")
