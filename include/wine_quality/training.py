@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
+    from mlflow.entities import DatasetInput
     from mlflow.entities.model_registry import ModelVersion
     from sklearn.pipeline import Pipeline
 
@@ -252,6 +253,34 @@ def fit(train: pd.DataFrame, cfg: TrainingConfig) -> tuple[Pipeline, list[dict[s
     return model.fit(train.loc[:, list(FEATURES)], train[TARGET]), table
 
 
+def dataset_input(
+    frame: pd.DataFrame, name: str, source: str, digest: str, context: str
+) -> DatasetInput:
+    """``frame`` as a run input, as ``mlflow.log_input(mlflow.data.from_pandas(...))`` logs it.
+
+    MLflow's own path looks at every cell in Python twice (its digest checks each cell's type,
+    its schema each cell for a missing value): 20 s per million rows. Here the digest is ours
+    (it names the same content exactly), the schema is inferred from the first rows (validation
+    has refused missing values, so every column is required), and the profile counts all rows.
+    """
+    import json
+
+    import mlflow
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    head = mlflow.data.from_pandas(
+        frame.head(1000), source=source, targets=TARGET, name=name, digest=digest
+    ).to_dict()
+    head["profile"] = json.dumps({"num_rows": len(frame), "num_elements": int(frame.size)})
+    return DatasetInput(
+        dataset=Dataset(**{key: head[key] for key in _DATASET_FIELDS}),
+        tags=[InputTag(key="mlflow.data.context", value=context)],
+    )
+
+
+_DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
+
+
 def serving_requirements() -> list[str]:
     """Exact pins of what the served model imports, read from this environment."""
     return [f"{name}=={metadata.version(name)}" for name in SERVING_PACKAGES]
@@ -407,23 +436,12 @@ def train_and_register(
                     "grid_l1_ratios": json.dumps(list(cfg.l1_ratios)),
                 }
             )
-            # Digests given, not computed: MLflow's own looks at the type of every cell of the
-            # frame in Python (seconds per million rows); these name the same content exactly.
-            mlflow.log_input(
-                mlflow.data.from_pandas(
-                    frame,
-                    source=source,
-                    targets=TARGET,
-                    name="winequality-red",
-                    digest=data_sha256[:16],
-                ),
-                context="training",
-            )
-            mlflow.log_input(
-                mlflow.data.from_pandas(
-                    holdout, source=source, targets=TARGET, name="holdout", digest=digest
-                ),
-                context="holdout",
+            mlflow_client.log_inputs(
+                run.info.run_id,
+                [
+                    dataset_input(frame, "winequality-red", source, data_sha256[:16], "training"),
+                    dataset_input(holdout, "holdout", source, digest, "holdout"),
+                ],
             )
             # Every candidate's CV score: one metric series (step = grid index) plus the table.
             for step, row in enumerate(table):

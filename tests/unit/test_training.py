@@ -10,6 +10,7 @@ from wine_quality.config import FEATURES, TARGET
 from wine_quality.training import (
     SPLIT_RULE,
     TrainingConfig,
+    dataset_input,
     fit,
     holdout_digest,
     in_holdout,
@@ -188,3 +189,24 @@ def test_the_holdout_csv_gives_back_the_very_same_rows(wine_frame, tmp_path):
     # What older versions logged (pandas' writer) reads back the same way.
     holdout.to_csv(tmp_path / "old.csv", index=False)
     assert read_holdout(tmp_path / "old.csv").equals(holdout)
+
+
+def test_dataset_input_is_what_mlflow_logs_less_the_per_cell_scans(wine_frame, tmp_path):
+    import json
+
+    import mlflow
+
+    source = str(tmp_path / "winequality-red.csv")
+    ours = dataset_input(wine_frame, "winequality-red", source, "4a402cf041b025d4", "training")
+    theirs = mlflow.data.from_pandas(
+        wine_frame, source=source, targets=TARGET, name="winequality-red"
+    ).to_dict()
+    dataset = ours.dataset
+    assert (dataset.name, dataset.source_type, dataset.source) == (
+        theirs["name"], theirs["source_type"], theirs["source"],
+    )  # fmt: skip
+    assert json.loads(dataset.schema) == json.loads(theirs["schema"])
+    assert json.loads(dataset.profile) == {"num_rows": 1599, "num_elements": 1599 * 12}
+    assert json.loads(dataset.profile) == json.loads(theirs["profile"])
+    assert dataset.digest == "4a402cf041b025d4"
+    assert [(tag.key, tag.value) for tag in ours.tags] == [("mlflow.data.context", "training")]
