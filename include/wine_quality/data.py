@@ -417,7 +417,8 @@ def decode_csv(data: bytes, *, source: str = "data") -> str:
 # not the parser, judges the cell and names it.
 _TYPES = {**dict.fromkeys(FEATURES, "float64"), TARGET: "int64"}
 
-# Opens the CSV afresh for each pass (a pyarrow buffer or memory map).
+# Opens the CSV afresh for each pass: a pyarrow buffer, or a file read block by block (not
+# memory-mapped, which would count the whole file as the process's resident memory).
 Opener = Callable[[], Any]
 
 
@@ -570,7 +571,7 @@ def _head(path: Path) -> bytes:
 
 
 def read_csv_file(path: Path, *, source: str) -> pd.DataFrame:
-    """:func:`parse_csv` of a file, memory-mapped by pyarrow (UTF-8 is the caller's to check:
+    """:func:`parse_csv` of a file, read by pyarrow directly (UTF-8 is the caller's to check:
     :func:`load_snapshot` and :func:`ingest` check it while hashing).
 
     Raises:
@@ -579,7 +580,7 @@ def read_csv_file(path: Path, *, source: str) -> pd.DataFrame:
     import pyarrow as pa
 
     _check_head(_head(path), source)
-    return _read_frame(lambda: pa.memory_map(str(path)), source)
+    return _read_frame(lambda: pa.OSFile(str(path)), source)
 
 
 def count_rows(path: Path, *, source: str) -> int:
@@ -594,7 +595,7 @@ def count_rows(path: Path, *, source: str) -> int:
     rows = _Rows()
 
     def open_input() -> Any:
-        return pa.memory_map(str(path))
+        return pa.OSFile(str(path))
 
     try:
         count = _count(open_input, rows)
