@@ -145,9 +145,12 @@ def _reset_peak() -> bool:
 class StageResult:
     """One stage of one size: its outcome, wall time and peak RSS."""
 
-    status: str = "not run"  # passed, failed, skipped, not run
+    status: str = "not run"  # passed, failed, not run
     seconds: float | None = None
     peak_rss_mb: float | None = None
+    # What the process already held when the stage began (imports, memory earlier stages kept):
+    # in the DAG each task is a fresh process, so peak minus this is the stage's own growth.
+    start_rss_mb: float | None = None
     detail: str = ""
 
 
@@ -160,7 +163,8 @@ def measured(result: StageResult) -> Iterator[None]:
     """
     gc.collect()
     exact = _reset_peak()
-    peak = [_rss_mb("VmRSS")]
+    result.start_rss_mb = round(_rss_mb("VmRSS"), 1)
+    peak = [result.start_rss_mb]
     stop = threading.Event()
 
     def sample() -> None:
@@ -470,8 +474,10 @@ def write_markdown(document: dict[str, Any], path: Path) -> None:
         f"Measured {document['measured_at']} on {document['machine']['cpus']} CPUs,"
         f" {document['machine']['memory_gb']} GB, load average"
         f" {document['machine']['load_average'][0]}-{document['machine']['load_average'][1]}."
-        " Seconds and peak RSS (MB) per stage, one fresh process per size;"
-        " the growth exponent is the log-log slope of time between sizes (1 = linear).",
+        " Seconds and peak RSS (MB) per stage, the stages in one fresh process per size (a"
+        " stage's peak includes what the process still held from the stages before it:"
+        " `start_rss_mb` in cycle.json); the growth exponent is the log-log slope of time"
+        " between sizes (1 = linear).",
         "",
         head,
         rule,
