@@ -7,12 +7,14 @@ person reads in the Airflow log.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
 import subprocess
 import sys
 import tracemalloc
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -303,6 +305,16 @@ def test_validation_reads_the_frame_in_place(wine_frame: pd.DataFrame):
     assert report.success
     frame_bytes = big.memory_usage(index=False).sum()
     assert peak < frame_bytes, f"validation allocated {peak / frame_bytes:.0%} of the frame"
+
+
+def test_validation_keeps_no_reference_to_the_frame(wine_frame: pd.DataFrame):
+    # A caller that validates and then trains in one process must get the memory back.
+    frame = wine_frame.copy()
+    alive = weakref.ref(frame)
+    assert validate_frame(frame).success
+    del frame
+    gc.collect()
+    assert alive() is None
 
 
 def test_to_json_is_strict_json_holding_the_gx_result(
