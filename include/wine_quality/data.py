@@ -100,7 +100,6 @@ class _Scan:
         self.source = source
         self.limit = limit
         self.size = 0
-        self.last_byte = b""
         self._hash = hashlib.sha256()
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._pending = b""
@@ -119,7 +118,6 @@ class _Scan:
         if self._pending or not chunk.isascii():
             self._decode(chunk, final=False)
         self.size += len(chunk)
-        self.last_byte = chunk[-1:]
 
     def finish(self) -> None:
         """Check that the stream did not end inside a character.
@@ -218,7 +216,11 @@ def _open_source(
 
 @contextlib.contextmanager
 def _checked_stream(
-    uri: str, *, timeout: float, s3_client: Any | None, max_bytes: int | None
+    uri: str,
+    *,
+    timeout: float = 30.0,
+    s3_client: Any | None = None,
+    max_bytes: int | None = None,
 ) -> Iterator[tuple[Iterator[bytes], _Scan]]:
     """Open ``uri`` and yield its chunks, each hashed and checked as it passes, and the scan.
 
@@ -238,7 +240,7 @@ def _checked_stream(
         yield checked(), scan
 
 
-def copy_source(
+def _copy_source(
     uri: str,
     out: IO[bytes],
     *,
@@ -249,17 +251,15 @@ def copy_source(
     """Stream the object at ``uri`` into ``out``, hashing and checking it on the way.
 
     Returns:
-        The stream's sha256 and size.
+        What the scan saw: the stream's sha256 and size.
 
     Raises:
         DataSourceError: The source does not exist, is too large, is not UTF-8, or is
             unsupported.
         ConnectionError: A network source did not answer (transient: worth a retry).
     """
-    with _checked_stream(uri, timeout=timeout, s3_client=s3_client, max_bytes=max_bytes) as (
-        chunks,
-        scan,
-    ):
+    stream = _checked_stream(uri, timeout=timeout, s3_client=s3_client, max_bytes=max_bytes)
+    with stream as (chunks, scan):
         for chunk in chunks:
             out.write(chunk)
     return scan
@@ -287,7 +287,7 @@ def read_bytes(
     """
     buffer = io.BytesIO()
     limit = _default_max_bytes() if max_bytes is None else max_bytes
-    copy_source(uri, buffer, timeout=timeout, s3_client=s3_client, max_bytes=limit)
+    _copy_source(uri, buffer, timeout=timeout, s3_client=s3_client, max_bytes=limit)
     return buffer.getvalue()
 
 
@@ -614,11 +614,11 @@ def _local_copy(uri: str, *, s3_client: Any | None) -> Iterator[tuple[Path, _Sca
     """
     if uri.startswith("s3://"):
         with tempfile.NamedTemporaryFile(prefix="wine-snapshot-", suffix=".csv") as tmp:
-            scan = copy_source(uri, tmp, s3_client=s3_client)
+            scan = _copy_source(uri, tmp, s3_client=s3_client)
             tmp.flush()
             yield Path(tmp.name), scan
         return
-    with _checked_stream(uri, timeout=0, s3_client=None, max_bytes=None) as (chunks, scan):
+    with _checked_stream(uri) as (chunks, scan):
         for _ in chunks:
             pass
     yield Path(uri), scan
