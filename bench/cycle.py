@@ -399,6 +399,8 @@ def run(
     for rows in sorted(sizes):
         csv = generate(rows, source, data_dir)
         print(f"{rows} rows ({csv.stat().st_size / 1e6:.1f} MB of CSV):", flush=True)
+        # The machine may be shared: the load around each size says how far to trust it.
+        load = os.getloadavg()[0]
         found = _cycle_in_child(csv, f"bench_cycle__{rows}__{stamp}", workdir, env, log)
         stages = {name: found.get(name, asdict(StageResult())) for name in STAGES}
         for name, stage in stages.items():
@@ -415,6 +417,7 @@ def run(
                 "passed": passed,
                 "total_seconds": round(total, 2),
                 "peak_rss_mb": peak,
+                "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
                 "stages": stages,
             }
         )
@@ -493,7 +496,12 @@ def write_markdown(document: dict[str, Any], path: Path) -> None:
             )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     totals = [f"**{s['total_seconds']:.2f} s / {s['peak_rss_mb']:.0f} MB**" for s in sizes]
-    lines += ["| **total** | " + " | ".join(totals) + " |", ""]
+    loads = [f"{s['load_average'][0]:.1f}-{s['load_average'][1]:.1f}" for s in sizes]
+    lines += [
+        "| **total** | " + " | ".join(totals) + " |",
+        "| load average | " + " | ".join(loads) + " |",
+        "",
+    ]
     pairs = list(document["growth_exponent"]["total"])
     if pairs:
         lines += [

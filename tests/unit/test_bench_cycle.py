@@ -71,7 +71,7 @@ def _document(seconds: float) -> dict:
     stage = {"status": "passed", "seconds": seconds, "peak_rss_mb": 400.0, "detail": ""}
     sizes = [
         {"rows": n, "total_seconds": seconds * len(STAGES), "peak_rss_mb": 400.0,
-         "stages": dict.fromkeys(STAGES, stage)}
+         "load_average": [0.5, 0.7], "stages": dict.fromkeys(STAGES, stage)}
         for n in (1_600, 16_000)
     ]  # fmt: skip
     return {
@@ -93,3 +93,4 @@ def test_markdown_section_is_replaced_in_place_not_appended(tmp_path):
     assert text.count(MD_START) == text.count(MD_END) == 1
     assert "| train | 2.00 s / 400 MB | 2.00 s / 400 MB |" in text
     assert "1.00 s" not in text
+    assert "| load average | 0.5-0.7 | 0.5-0.7 |" in text
