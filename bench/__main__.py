@@ -1,12 +1,14 @@
 """``make bench``: load the running model server (make up / make run first) and record figures.
 
-``python -m bench [load] [endpoint]`` (default: both):
+``python -m bench [load] [endpoint] [cycle]`` (default: all three):
 
 - ``load`` writes bench/results/load.json: throughput and latency percentiles at each
   concurrency. Settings: WINE_MODEL_SERVER_URL (default http://127.0.0.1:1234),
   WINE_BENCH_SECONDS (default 20 per step).
 - ``endpoint`` writes bench/results/endpoint.json: the project server vs stock ``mlflow models
   serve`` of the same version, with ``hey`` (see :mod:`bench.endpoint`).
+- ``cycle`` writes bench/results/cycle.json and a section of bench/results.md: time and peak RSS
+  of every stage of the DAG on data of growing size (see :mod:`bench.cycle`).
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ def load() -> int:
 
 
 def main(argv: list[str]) -> int:
-    from bench import endpoint
+    from bench import cycle, endpoint
 
-    benches = {"load": load, "endpoint": endpoint.main}
+    benches = {"load": load, "endpoint": endpoint.main, "cycle": cycle.main}
     chosen = argv or list(benches)
     unknown = [name for name in chosen if name not in benches]
     if unknown:

@@ -4,20 +4,31 @@ Sources are a local path (or ``file://``), ``http(s)://`` or ``s3://``. The snap
 input is written once under ``<staging>/raw/<snapshot key>/`` and never overwritten, so a retried
 or re-run task reads exactly the bytes the first attempt saw, and every model can be traced to
 them by sha256.
+
+Data of any size up to ``WINE_MAX_SOURCE_MB`` goes through in chunks: the source is streamed to
+the snapshot while its sha256 is computed and its UTF-8 checked, and pyarrow's CSV reader parses
+the file into typed columns. No step holds the raw bytes, or their text, in memory whole.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import hashlib
 import io
 import logging
+import os
 import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from wine_quality.config import COLUMNS, CSV_SEPARATOR
+from wine_quality.config import CSV_SEPARATOR, FEATURES, MB, TARGET
 from wine_quality.errors import DataSourceError
 
 if TYPE_CHECKING:
@@ -26,7 +37,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FILENAME = "winequality-red.csv"
-_MAX_SOURCE_BYTES = 50 * 1024 * 1024  # the real file is 84 kB; anything huge is not our data
+CHUNK_BYTES = 8 * MB
+# S3 objects above this are uploaded in parts of this size: a part is the most held in memory.
+MULTIPART_BYTES = 64 * MB
+# What is read to check the header line (the real header is 160 bytes).
+_HEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,16 +76,86 @@ def _s3(client: Any | None) -> Any:
     return boto3.client("s3")
 
 
-def read_bytes(uri: str, *, timeout: float = 30.0, s3_client: Any | None = None) -> bytes:
-    """Read the whole object at ``uri``.
+def _default_max_bytes() -> int:
+    from wine_quality.config import Settings
 
-    Args:
-        uri: Local path, ``file://``, ``http(s)://`` or ``s3://`` URI.
-        timeout: Seconds before an HTTP read is abandoned.
-        s3_client: A boto3 S3 client to use for ``s3://`` (default: one from the environment).
+    return Settings.from_env().max_source_bytes
+
+
+def _too_large(uri: str, size: int, limit: int) -> DataSourceError:
+    return DataSourceError(
+        f"data source {uri} is {size / MB:,.1f} MB ({size:,} bytes), over the limit of"
+        f" {limit / MB:,g} MB: if this much data is expected, raise WINE_MAX_SOURCE_MB"
+    )
+
+
+class _Scan:
+    """sha256, size and UTF-8 validity of a byte stream, fed one chunk at a time.
+
+    UTF-8 is checked incrementally (a character may straddle two chunks); a chunk of plain
+    ASCII, which every chunk of the real data is, skips the decoder.
+    """
+
+    def __init__(self, source: str, limit: int | None = None) -> None:
+        self.source = source
+        self.limit = limit
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._pending = b""
+
+    def update(self, chunk: bytes) -> None:
+        """Account for the next ``chunk``.
+
+        Raises:
+            DataSourceError: The stream went over the limit or is not UTF-8.
+        """
+        if not chunk:
+            return
+        if self.limit is not None and self.size + len(chunk) > self.limit:
+            raise _too_large(self.source, self.size + len(chunk), self.limit)
+        self._hash.update(chunk)
+        if self._pending or not chunk.isascii():
+            self._decode(chunk, final=False)
+        self.size += len(chunk)
+
+    def finish(self) -> None:
+        """Check that the stream did not end inside a character.
+
+        Raises:
+            DataSourceError: It did (the file is not UTF-8).
+        """
+        self._decode(b"", final=True)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def _decode(self, chunk: bytes, *, final: bool) -> None:
+        pending = self._pending
+        try:
+            self._decoder.decode(chunk, final=final)
+        except UnicodeDecodeError as exc:
+            data = pending + chunk
+            where = self.size - len(pending) + exc.start
+            raise _not_utf8(self.source, where, data[exc.start : exc.start + 4]) from exc
+        self._pending = self._decoder.getstate()[0]
+
+
+def _not_utf8(source: str, where: int, found: bytes) -> DataSourceError:
+    return DataSourceError(
+        f"{source} is not UTF-8 text (byte {where}: {found!r}); re-encode the file as UTF-8"
+    )
+
+
+@contextlib.contextmanager
+def _open_source(
+    uri: str, *, timeout: float, s3_client: Any | None
+) -> Iterator[tuple[Iterator[bytes], int | None]]:
+    """Open ``uri`` for streaming: its chunks and, when the source says, its size in bytes.
 
     Raises:
-        DataSourceError: The source does not exist, is empty, too large or unsupported.
+        DataSourceError: The source does not exist or its scheme is unsupported.
         ConnectionError: A network source did not answer (transient: worth a retry).
     """
     scheme = urlparse(uri).scheme.lower()
@@ -78,37 +163,132 @@ def read_bytes(uri: str, *, timeout: float = 30.0, s3_client: Any | None = None)
         import requests
 
         try:
-            response = requests.get(uri, timeout=timeout)
+            response = requests.get(uri, timeout=timeout, stream=True)
         except requests.Timeout as exc:
             raise ConnectionError(f"data source {uri} did not answer within {timeout:g} s") from exc
         except requests.ConnectionError as exc:
             raise ConnectionError(f"cannot reach data source {uri}: {exc}") from exc
-        if response.status_code == 404:
-            raise DataSourceError(f"data source {uri} does not exist (HTTP 404)")
-        if response.status_code >= 500:
-            raise ConnectionError(f"data source {uri} answered HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise DataSourceError(f"data source {uri} answered HTTP {response.status_code}")
-        data = response.content
+        with response:
+            if response.status_code == 404:
+                raise DataSourceError(f"data source {uri} does not exist (HTTP 404)")
+            if response.status_code >= 500:
+                raise ConnectionError(f"data source {uri} answered HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise DataSourceError(f"data source {uri} answered HTTP {response.status_code}")
+            length = response.headers.get("Content-Length") or ""
+            # Content-Encoding (gzip) makes Content-Length the compressed size: no bound then.
+            known = length.isdigit() and not response.headers.get("Content-Encoding")
+
+            def chunks() -> Iterator[bytes]:
+                try:
+                    yield from response.iter_content(CHUNK_BYTES)
+                except (
+                    requests.ConnectionError,
+                    requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError,
+                ) as exc:
+                    raise ConnectionError(f"data source {uri} broke off: {exc}") from exc
+
+            yield chunks(), int(length) if known else None
     elif scheme == "s3":
         bucket, key = _split_s3(uri)
         client = _s3(s3_client)
         try:
-            data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            obj = client.get_object(Bucket=bucket, Key=key)
         except client.exceptions.NoSuchKey as exc:
             raise DataSourceError(f"data source {uri} does not exist") from exc
         except client.exceptions.NoSuchBucket as exc:
             raise DataSourceError(f"bucket of data source {uri} does not exist") from exc
+        body = obj["Body"]
+        try:
+            yield body.iter_chunks(CHUNK_BYTES), int(obj["ContentLength"])
+        finally:
+            body.close()
     elif scheme in ("", "file"):
         path = Path(urlparse(uri).path if scheme == "file" else uri).expanduser()
         if not path.is_file():
             raise DataSourceError(f"data source {uri} does not exist or is not a file")
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            yield iter(lambda: handle.read(CHUNK_BYTES), b""), path.stat().st_size
     else:
         raise DataSourceError(f"unsupported data source scheme {scheme!r} in {uri}")
-    if len(data) > _MAX_SOURCE_BYTES:
-        raise DataSourceError(f"data source {uri} is {len(data)} bytes: too large for this data")
-    return data
+
+
+@contextlib.contextmanager
+def _checked_stream(
+    uri: str,
+    *,
+    timeout: float = 30.0,
+    s3_client: Any | None = None,
+    max_bytes: int | None = None,
+) -> Iterator[tuple[Iterator[bytes], _Scan]]:
+    """Open ``uri`` and yield its chunks, each hashed and checked as it passes, and the scan.
+
+    The source is opened (and a missing one refused) before the caller creates anything.
+    """
+    scan = _Scan(uri, max_bytes)
+    with _open_source(uri, timeout=timeout, s3_client=s3_client) as (chunks, size):
+        if size is not None and max_bytes is not None and size > max_bytes:
+            raise _too_large(uri, size, max_bytes)
+
+        def checked() -> Iterator[bytes]:
+            for chunk in chunks:
+                scan.update(chunk)
+                yield chunk
+            scan.finish()
+
+        yield checked(), scan
+
+
+def _copy_source(
+    uri: str,
+    out: IO[bytes],
+    *,
+    timeout: float = 30.0,
+    s3_client: Any | None = None,
+    max_bytes: int | None = None,
+) -> _Scan:
+    """Stream the object at ``uri`` into ``out``, hashing and checking it on the way.
+
+    Returns:
+        What the scan saw: the stream's sha256 and size.
+
+    Raises:
+        DataSourceError: The source does not exist, is too large, is not UTF-8, or is
+            unsupported.
+        ConnectionError: A network source did not answer (transient: worth a retry).
+    """
+    stream = _checked_stream(uri, timeout=timeout, s3_client=s3_client, max_bytes=max_bytes)
+    with stream as (chunks, scan):
+        for chunk in chunks:
+            out.write(chunk)
+    return scan
+
+
+def read_bytes(
+    uri: str,
+    *,
+    timeout: float = 30.0,
+    s3_client: Any | None = None,
+    max_bytes: int | None = None,
+) -> bytes:
+    """Read the whole object at ``uri`` into memory (for small objects; ingest streams).
+
+    Args:
+        uri: Local path, ``file://``, ``http(s)://`` or ``s3://`` URI.
+        timeout: Seconds before an HTTP read is abandoned.
+        s3_client: A boto3 S3 client to use for ``s3://`` (default: one from the environment).
+        max_bytes: Refuse a larger object (default: ``WINE_MAX_SOURCE_MB``).
+
+    Raises:
+        DataSourceError: The source does not exist, is too large, is not UTF-8, or is
+            unsupported.
+        ConnectionError: A network source did not answer (transient: worth a retry).
+    """
+    buffer = io.BytesIO()
+    limit = _default_max_bytes() if max_bytes is None else max_bytes
+    _copy_source(uri, buffer, timeout=timeout, s3_client=s3_client, max_bytes=limit)
+    return buffer.getvalue()
 
 
 def write_once(uri: str, data: bytes, *, s3_client: Any | None = None) -> bool:
@@ -117,25 +297,82 @@ def write_once(uri: str, data: bytes, *, s3_client: Any | None = None) -> bool:
     Returns:
         True if written, False if an object already existed (it is left untouched).
     """
+    with _staged(uri) as tmp:
+        tmp.write(data)
+        tmp.close()
+        return publish_once(Path(tmp.name), uri, s3_client=s3_client)
+
+
+def publish_once(path: Path, uri: str, *, s3_client: Any | None = None) -> bool:
+    """Make the file at ``path`` the object at ``uri``, unless an object is already there.
+
+    Locally the file is hard-linked into place (no copy, and no reader ever sees a half-written
+    snapshot); in S3 it is uploaded with ``If-None-Match: *``, in parts when it is large.
+
+    Returns:
+        True if published, False if an object already existed (it is left untouched).
+    """
     if uri.startswith("s3://"):
-        bucket, key = _split_s3(uri)
-        client = _s3(s3_client)
+        return _upload_once(path, uri, _s3(s3_client))
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(path, target)
+    except FileExistsError:
+        return False
+    except OSError:
+        # A file system without hard links: an exclusive create, then a streamed copy.
         try:
-            # IfNoneMatch makes the create conditional on stores that support it (S3, MinIO).
-            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            with target.open("xb") as out, path.open("rb") as source:
+                shutil.copyfileobj(source, out, CHUNK_BYTES)
+        except FileExistsError:
+            return False
+    return True
+
+
+def _precondition_failed(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+def _upload_once(path: Path, uri: str, client: Any) -> bool:
+    bucket, key = _split_s3(uri)
+    size = path.stat().st_size
+    if size <= MULTIPART_BYTES:
+        try:
+            with path.open("rb") as body:
+                # IfNoneMatch makes the create conditional on stores that support it (S3, MinIO).
+                client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
         except client.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if _precondition_failed(exc):
                 return False
             raise
         return True
-    path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     try:
-        with path.open("xb") as handle:
-            handle.write(data)
-    except FileExistsError:
-        return False
+        parts = []
+        with path.open("rb") as source:
+            for number, part in enumerate(iter(lambda: source.read(MULTIPART_BYTES), b""), 1):
+                etag = client.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part
+                )["ETag"]
+                parts.append({"ETag": etag, "PartNumber": number})
+        # The condition is checked when the parts become the object: one writer wins.
+        client.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            IfNoneMatch="*",
+        )
+    except client.exceptions.ClientError as exc:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        if _precondition_failed(exc):
+            return False
+        raise
+    except BaseException:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
     return True
 
 
@@ -170,46 +407,222 @@ def decode_csv(data: bytes, *, source: str = "data") -> str:
         # utf-8-sig drops a BOM, so it never becomes part of the first column's name.
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        raise _not_utf8(source, exc.start, data[exc.start : exc.start + 4]) from exc
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+# The columns' types when the file is what it should be. Anything else in a cell (text, a
+# fractional score) makes the reader fall back to inferring types, so the expectation suite,
+# not the parser, judges the cell and names it.
+_TYPES = {**dict.fromkeys(FEATURES, "float64"), TARGET: "int64"}
+
+# Opens the CSV afresh for each pass: a pyarrow buffer, or a file read block by block (not
+# memory-mapped, which would count the whole file as the process's resident memory).
+Opener = Callable[[], Any]
+
+
+def _check_head(head: bytes, source: str) -> None:
+    """Refuse what the first bytes already show: an empty file, the wrong separator.
+
+    Raises:
+        DataSourceError: Empty (or only blank) file, or a comma-separated header.
+    """
+    text = head.decode("utf-8-sig", errors="replace")
+    if not text.strip():
+        raise DataSourceError(f"{source} is empty")
+    header = text.lstrip("\r\n").splitlines()[0]
+    if CSV_SEPARATOR not in header and "," in header:
         raise DataSourceError(
-            f"{source} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 4]!r});"
-            " re-encode the file as UTF-8"
-        ) from exc
+            f"{source} looks comma-separated; the wine data uses '{CSV_SEPARATOR}' as separator"
+        )
+
+
+class _Rows:
+    """Remembers the first row with the wrong number of fields, to name it in the error."""
+
+    def __init__(self) -> None:
+        self.bad: Any = None
+
+    def __call__(self, row: Any) -> str:
+        if self.bad is None:
+            self.bad = row
+        return "error"
+
+
+def _options(rows: _Rows, *, threads: bool = True, **convert: Any) -> dict[str, Any]:
+    import pyarrow.csv as pacsv
+
+    return {
+        "read_options": pacsv.ReadOptions(use_threads=threads),
+        "parse_options": pacsv.ParseOptions(delimiter=CSV_SEPARATOR, invalid_row_handler=rows),
+        "convert_options": pacsv.ConvertOptions(**convert),
+    }
+
+
+def _count(open_input: Opener, rows: _Rows, *, threads: bool = True) -> int:
+    """Data rows, every line split and checked, batch by batch (bounded memory).
+
+    Only the first column is converted, to text: the count needs rows, not values.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with open_input() as stream:
+        first = pacsv.open_csv(stream, **_options(rows, threads=threads)).schema.names[0]
+    convert = {"include_columns": [first], "column_types": {first: pa.string()}}
+    with open_input() as stream:
+        reader = pacsv.open_csv(stream, **_options(rows, threads=threads, **convert))
+        return sum(batch.num_rows for batch in reader)
+
+
+def _unreadable(exc: Exception, rows: _Rows, open_input: Opener, source: str) -> DataSourceError:
+    """The error for a file the CSV reader could not split into rows, naming the line."""
+    import pyarrow as pa
+
+    if "Empty CSV file" in str(exc):
+        return DataSourceError(f"{source} is empty")
+    bad = rows.bad
+    if bad is not None and bad.number is None:
+        # Parsed in parallel, the row's line is unknown: find it again, one block after another.
+        serial = _Rows()
+        with contextlib.suppress(pa.ArrowInvalid):
+            _count(open_input, serial, threads=False)
+        bad = serial.bad or bad
+    if bad is None:
+        return DataSourceError(f"{source} has a malformed line: {exc}")
+    with open_input() as stream:
+        size = stream.size()
+        stream.seek(max(0, size - _HEAD_BYTES))
+        tail = stream.read()
+    last_line = tail.rsplit(b"\n", 1)[-1].rstrip(b"\r").decode("utf-8", errors="replace")
+    if last_line and bad.text == last_line and bad.actual_columns < bad.expected_columns:
+        # A download cut short: the last line lost its end (and its newline).
+        return DataSourceError(
+            f"{source} ends in a truncated line ({bad.actual_columns} of"
+            f" {bad.expected_columns} fields and no final newline)"
+        )
+    line = f"line {bad.number}" if bad.number else "a line"
+    return DataSourceError(
+        f"{source} has a malformed line: {line} has {bad.actual_columns} fields where the"
+        f" header has {bad.expected_columns}: {bad.text[:200]!r}"
+    )
+
+
+def _read_frame(open_input: Opener, source: str) -> pd.DataFrame:
+    """Read the whole CSV into typed columns with pyarrow (threads, no text copy).
+
+    Raises:
+        DataSourceError: No data rows, or a line with the wrong number of fields.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rows = _Rows()
+    try:
+        with open_input() as stream:
+            names = pacsv.open_csv(stream, **_options(rows)).schema.names
+        types = {name: pa.type_for_alias(_TYPES[name]) for name in names if name in _TYPES}
+        try:
+            with open_input() as stream:
+                table = pacsv.read_csv(stream, **_options(rows, column_types=types))
+        except pa.ArrowInvalid as exc:
+            if rows.bad is not None or "conversion error" not in str(exc):
+                raise
+            # A cell that is not a number where one should be: read the cells as they are.
+            with open_input() as stream:
+                table = pacsv.read_csv(stream, **_options(rows))
+    except pa.ArrowInvalid as exc:
+        raise _unreadable(exc, rows, open_input, source) from exc
+    # One 2-D block for the float features (what scikit-learn reads without another copy),
+    # allocated by the system rather than pyarrow's pool, which would keep it (1.5 GB at 16 M
+    # rows) once the frame is gone; the table's own memory goes back to the system as well.
+    frame = table.to_pandas(memory_pool=pa.system_memory_pool())
+    del table
+    pa.default_memory_pool().release_unused()
+    frame.columns = [str(column).strip() for column in frame.columns]
+    if frame.empty:
+        raise DataSourceError(f"{source} has a header but no data rows")
+    return frame
 
 
 def parse_csv(data: bytes, *, source: str = "data") -> pd.DataFrame:
     """Parse the wine CSV strictly: ``;``-separated, the 12 known columns, nothing silently fixed.
 
     Column names and cell values are kept as found; the expectation suite judges them. Only
-    problems that make the file unreadable as this data set are raised here.
+    problems that make the file unreadable as this data set are raised here. Features are read
+    as float64 and the score as int64 wherever the cells allow.
 
     Raises:
-        DataSourceError: Empty file, wrong separator, no data rows or a malformed line.
+        DataSourceError: Empty file, not UTF-8, wrong separator, no data rows, a truncated or
+            malformed line.
     """
-    import pandas as pd
+    import pyarrow as pa
 
-    text = decode_csv(data, source=source)
-    if not text.strip():
-        raise DataSourceError(f"{source} is empty")
-    header = text.splitlines()[0]
-    if CSV_SEPARATOR not in header and "," in header:
-        raise DataSourceError(
-            f"{source} looks comma-separated; the wine data uses '{CSV_SEPARATOR}' as separator"
-        )
+    scan = _Scan(source)
+    scan.update(data)
+    scan.finish()
+    _check_head(data[:_HEAD_BYTES], source)
+    return _read_frame(lambda: pa.BufferReader(data), source)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(_HEAD_BYTES)
+
+
+def read_csv_file(path: Path, *, source: str) -> pd.DataFrame:
+    """:func:`parse_csv` of a file, read by pyarrow directly (UTF-8 is the caller's to check:
+    :func:`load_snapshot` and :func:`ingest` check it while hashing).
+
+    Raises:
+        DataSourceError: As :func:`parse_csv`.
+    """
+    import pyarrow as pa
+
+    _check_head(_head(path), source)
+    return _read_frame(lambda: pa.OSFile(str(path)), source)
+
+
+def count_rows(path: Path, *, source: str) -> int:
+    """The data rows of the CSV at ``path``, every line checked, in bounded memory.
+
+    Raises:
+        DataSourceError: As :func:`parse_csv`; cell values are not looked at.
+    """
+    import pyarrow as pa
+
+    _check_head(_head(path), source)
+    rows = _Rows()
+
+    def open_input() -> Any:
+        return pa.OSFile(str(path))
+
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=CSV_SEPARATOR, on_bad_lines="error")
-    except pd.errors.ParserError as exc:
-        raise DataSourceError(f"{source} has a malformed line: {exc}") from exc
-    frame.columns = [str(column).strip() for column in frame.columns]
-    if frame.empty:
+        count = _count(open_input, rows)
+    except pa.ArrowInvalid as exc:
+        raise _unreadable(exc, rows, open_input, source) from exc
+    if count == 0:
         raise DataSourceError(f"{source} has a header but no data rows")
-    # A truncated last line parses as a row with trailing NaNs; name it rather than pass it on.
-    last = frame.iloc[-1]
-    if len(frame.columns) == len(COLUMNS) and last.isna().any() and not text.endswith("\n"):
-        raise DataSourceError(
-            f"{source} ends in a truncated line (row {len(frame)} has empty cells"
-            f" {list(last[last.isna()].index)} and no final newline)"
-        )
-    return frame
+    return count
+
+
+@contextlib.contextmanager
+def _local_copy(uri: str, *, s3_client: Any | None) -> Iterator[tuple[Path, _Scan]]:
+    """The object at ``uri`` as a local file, and its scan (sha256, size, UTF-8 checked).
+
+    A local snapshot is read where it is; an S3 one is streamed to a temporary file first.
+    """
+    if uri.startswith("s3://"):
+        with tempfile.NamedTemporaryFile(prefix="wine-snapshot-", suffix=".csv") as tmp:
+            scan = _copy_source(uri, tmp, s3_client=s3_client)
+            tmp.flush()
+            yield Path(tmp.name), scan
+        return
+    with _checked_stream(uri) as (chunks, scan):
+        for _ in chunks:
+            pass
+    yield Path(uri), scan
 
 
 def ingest(
@@ -219,11 +632,14 @@ def ingest(
     *,
     timeout: float = 30.0,
     s3_client: Any | None = None,
+    max_source_bytes: int | None = None,
 ) -> IngestResult:
     """Snapshot the source once per ``snapshot_key`` and report its identity.
 
     A re-run with the same key reuses the existing snapshot instead of fetching again, so the
-    bytes a run trains on never change under it.
+    bytes a run trains on never change under it. The source is streamed to a temporary file
+    beside the snapshot (hashed and checked on the way), parsed there, and only then put in
+    place, so an unreadable source never becomes a snapshot.
 
     Args:
         source_uri: Where the raw CSV comes from.
@@ -231,28 +647,34 @@ def ingest(
         snapshot_key: Identifies the run's input, normally the logical date.
         timeout: Seconds allowed for an HTTP source.
         s3_client: boto3 S3 client for ``s3://`` URIs (default: from the environment).
+        max_source_bytes: Largest source accepted (default: ``WINE_MAX_SOURCE_MB``, read now).
 
     Raises:
-        DataSourceError: The source is missing or not parseable as the wine CSV.
+        DataSourceError: The source is missing, too large or not parseable as the wine CSV.
     """
     target = snapshot_uri(staging_uri, snapshot_key)
     reused = exists(target, s3_client=s3_client)
+    if not reused:
+        limit = _default_max_bytes() if max_source_bytes is None else max_source_bytes
+        stream = _checked_stream(source_uri, timeout=timeout, s3_client=s3_client, max_bytes=limit)
+        # The source first: a missing one is refused before anything is created in staging.
+        with stream as (chunks, scan), _staged(target) as tmp:
+            for chunk in chunks:
+                tmp.write(chunk)
+            tmp.close()
+            path = Path(tmp.name)
+            rows = count_rows(path, source=source_uri)  # refuse unreadable data before keeping it
+            # Another attempt may have won the race: then trust what it stored, not our copy.
+            reused = not publish_once(path, target, s3_client=s3_client)
     if reused:
-        data = read_bytes(target, s3_client=s3_client)
-    else:
-        data = read_bytes(source_uri, timeout=timeout, s3_client=s3_client)
-        parse_csv(data, source=source_uri)  # refuse unreadable data before keeping it
-        if not write_once(target, data, s3_client=s3_client):
-            # Another attempt won the race; trust what it stored, not what we fetched.
-            data = read_bytes(target, s3_client=s3_client)
-            reused = True
-    frame = parse_csv(data, source=target)
+        with _local_copy(target, s3_client=s3_client) as (path, scan):
+            rows = count_rows(path, source=target)
     result = IngestResult(
         source_uri=source_uri,
         snapshot_uri=target,
-        sha256=sha256_hex(data),
-        rows=len(frame),
-        size_bytes=len(data),
+        sha256=scan.sha256,
+        rows=rows,
+        size_bytes=scan.size,
         reused=reused,
     )
     log.info(
@@ -266,18 +688,35 @@ def ingest(
     return result
 
 
+@contextlib.contextmanager
+def _staged(target: str) -> Iterator[Any]:
+    """A temporary file to stream the source into: beside a local snapshot (so it can be linked
+    into place), in the system's temporary folder for an S3 one; always removed afterwards."""
+    folder = None
+    if "://" not in target:
+        folder = Path(target).parent
+        folder.mkdir(parents=True, exist_ok=True)
+    name = f".{SNAPSHOT_FILENAME}.{uuid.uuid4().hex}.partial"
+    path = Path(folder or tempfile.gettempdir()) / name
+    try:
+        with path.open("xb") as handle:
+            yield handle
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def load_snapshot(
     snapshot_uri: str, expected_sha256: str, *, s3_client: Any | None = None
 ) -> pd.DataFrame:
-    """Read a snapshot and check it is the one ingest recorded.
+    """Read a snapshot into typed columns and check it is the one ingest recorded.
 
     Raises:
         DataSourceError: The snapshot changed since ingest (sha256 differs).
     """
-    data = read_bytes(snapshot_uri, s3_client=s3_client)
-    actual = sha256_hex(data)
-    if actual != expected_sha256:
-        raise DataSourceError(
-            f"snapshot {snapshot_uri} changed since ingest: sha256 {actual} != {expected_sha256}"
-        )
-    return parse_csv(data, source=snapshot_uri)
+    with _local_copy(snapshot_uri, s3_client=s3_client) as (path, scan):
+        if scan.sha256 != expected_sha256:
+            raise DataSourceError(
+                f"snapshot {snapshot_uri} changed since ingest:"
+                f" sha256 {scan.sha256} != {expected_sha256}"
+            )
+        return read_csv_file(path, source=snapshot_uri)

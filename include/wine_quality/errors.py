@@ -16,6 +16,10 @@ class DataSourceError(PipelineGateError):
     """The configured data source cannot be read or parsed as the wine CSV."""
 
 
+class SettingsError(PipelineGateError):
+    """An environment setting holds a value the pipeline cannot use."""
+
+
 class DataValidationError(PipelineGateError):
     """The data did not pass the expectation suite."""
 

@@ -86,7 +86,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
+        if self.path != "/no-length.csv":  # else HTTP/1.0 ends the body by closing
+            self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
         self.wfile.write(self.body)
 
@@ -109,6 +110,15 @@ def http_source(wine_csv):
 def test_http_source_is_read(http_source, tmp_path):
     result = ingest(f"{http_source}/wine.csv", str(tmp_path), "k")
     assert result.rows == 1599
+
+
+@pytest.mark.parametrize("path", ["/wine.csv", "/no-length.csv"], ids=["length", "no-length"])
+def test_http_source_over_the_limit_is_refused(http_source, tmp_path, path):
+    # With a Content-Length the size is known before a byte is read; without, it is counted.
+    with pytest.raises(DataSourceError, match=r"over the limit .* raise WINE_MAX_SOURCE_MB"):
+        ingest(f"{http_source}{path}", str(tmp_path), "k", max_source_bytes=40_000)
+    assert not list(tmp_path.rglob("*.csv*"))
+    assert ingest(f"{http_source}{path}", str(tmp_path), "k").rows == 1599
 
 
 def test_http_404_is_a_clear_refusal(http_source):

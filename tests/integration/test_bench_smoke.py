@@ -1,7 +1,7 @@
-"""The endpoint bench, once, on a tiny plan: so that ``make bench`` cannot rot unnoticed.
+"""The benches, once, on a tiny plan: so that ``make bench`` cannot rot unnoticed.
 
-It needs what the bench needs (the local stack serving a version, ``hey`` on PATH) and checks
-only that every step ran on both servers and wrote its figures, not how fast they were.
+They need what the benches need (the local stack serving a version, ``hey`` on PATH) and check
+only that every step ran and wrote its figures, not how fast it was.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 
+from bench import cycle
 from bench.endpoint import CONCURRENCY, ROWS, Plan, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,3 +40,28 @@ def test_endpoint_bench_runs_once_on_a_tiny_plan(stack, wine_csv, tmp_path):
             assert step[server]["failed"] == 0
             assert step[server]["rps"]["median"] > 0
         assert step["ratio_rps_project_over_stock"] > 0
+
+
+def test_cycle_bench_runs_every_stage_on_two_tiny_sizes(stack, wine_csv, tmp_path):
+    out_json, out_md = tmp_path / "cycle.json", tmp_path / "results.md"
+    document = cycle.run(
+        [600, 1200], source=wine_csv, env=stack.env, data_dir=tmp_path / "data",
+        out_json=out_json, out_md=out_md,
+    )  # fmt: skip
+    assert json.loads(out_json.read_text()) == document
+    assert [size["rows"] for size in document["sizes"]] == [600, 1200]
+    for size in document["sizes"]:
+        for name, stage in size["stages"].items():
+            assert stage["status"] == "passed", (size["rows"], name, stage["detail"])
+            assert stage["seconds"] > 0
+            assert stage["peak_rss_mb"] > 50  # an interpreter with pandas, at the least
+        assert size["peak_rss_mb"] == max(s["peak_rss_mb"] for s in size["stages"].values())
+    exponents = document["growth_exponent"]
+    assert set(exponents) == {*cycle.STAGES, "total"}
+    assert all(isinstance(e["600->1200"], float) for e in exponents.values())
+    # Every size went all the way: the server now serves what the last cycle promoted.
+    assert stack.served()["version"] == stack.production()
+    text = out_md.read_text()
+    assert text.count(cycle.MD_START) == 1
+    assert "| canary |" in text
+    assert not list((tmp_path / "data").rglob("staging/raw/*/*.csv"))  # snapshots not kept
