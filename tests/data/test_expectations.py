@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import re
-import subprocess
-import sys
 import tracemalloc
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import wine_quality
 from wine_quality.config import COLUMNS, FEATURES, MIN_ROWS
 from wine_quality.data import parse_csv
 from wine_quality.errors import DataValidationError
@@ -348,14 +343,3 @@ def test_validation_writes_nothing_and_prints_nothing(
     captured = capfd.readouterr()
     assert captured.out == ""
     assert captured.err == ""
-
-
-def test_importing_the_module_loads_neither_gx_nor_pandas():
-    code = (
-        "import sys, wine_quality.validation\n"
-        "loaded = {'great_expectations', 'pandas'} & set(sys.modules)\n"
-        "assert not loaded, loaded\n"
-    )
-    include = Path(wine_quality.__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(include)}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import wine_quality
 from wine_quality.config import COLUMNS, DEFAULT_DRIFT_KS, DEFAULT_DRIFT_PSI, FEATURES, TARGET
 from wine_quality.drift import PSI_EPSILON, ColumnDrift, DriftReport, compare
 
@@ -252,15 +247,3 @@ def test_a_hand_built_report_without_columns_still_reads():
     ]
     assert drifted.drifted_features == ["pH"]
     assert drifted.metrics()["drift_psi_pH"] == 0.3
-
-
-def test_importing_the_module_loads_nothing_heavy():
-    code = (
-        "import sys, wine_quality.drift\n"
-        "loaded = {'numpy', 'pandas', 'scipy'} & set(sys.modules)\n"
-        "assert not loaded, loaded\n"
-    )
-    include = Path(wine_quality.__file__).resolve().parents[1]
-    subprocess.run(
-        [sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(include)}
-    )
