@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.report import put_section
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -58,6 +59,8 @@ BUDGETS: dict[int, tuple[float, float]] = {
     16_000_000: (900.0, 12_000.0),
 }
 SEED = 7
+# The markers of the cycle's section in bench/results.md (bench.report.put_section).
+MD_START, MD_END = "<!-- cycle:start -->", "<!-- cycle:end -->"
 # Each feature moves by a normal multiplicative factor whose spread is this share of the
 # feature's own coefficient of variation: new rows, but the same population (density, whose
 # spread is 0.2 %, moves by 0.01 %; a flat 1 % would drown its signal).
@@ -65,7 +68,6 @@ NOISE_SHARE = 0.05
 # Digits kept beyond the file's own, so that most noisy rows differ from every other row.
 EXTRA_DECIMALS = 2
 CHUNK_ROWS = 500_000
-MD_START, MD_END = "<!-- cycle:start -->", "<!-- cycle:end -->"
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -471,7 +473,6 @@ def write_markdown(document: dict[str, Any], path: Path) -> None:
     head = "| stage | " + " | ".join(f"{s['rows']:,} rows" for s in sizes) + " |"
     rule = "| --- |" + " ---: |" * len(sizes)
     lines = [
-        MD_START,
         "## Cycle: the DAG's stages on growing data (`python -m bench cycle`)",
         "",
         f"Measured {document['measured_at']} on {document['machine']['cpus']} CPUs,"
@@ -517,16 +518,7 @@ def write_markdown(document: dict[str, Any], path: Path) -> None:
             f"Budget at {int(rows):,} rows: {budget['seconds']:g} s and"
             f" {budget['peak_rss_mb']:g} MB peak: {'met' if budget['met'] else '**missed**'}."
         )
-    lines.append(MD_END)
-    section = "\n".join(lines)
-    text = path.read_text() if path.is_file() else "# Bench results\n"
-    pattern = re.compile(re.escape(MD_START) + ".*?" + re.escape(MD_END), re.S)
-    text = (
-        pattern.sub(lambda _: section, text)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + section
-    )
-    path.write_text(text.rstrip() + "\n")
+    put_section(path, "cycle", lines)
 
 
 def main() -> int:

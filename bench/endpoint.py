@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from bench.report import RESULTS_MD, put_section
 from wine_quality.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -206,6 +207,41 @@ def run(project_url: str, tracking_uri: str, plan: Plan, out: Path) -> dict[str,
     return document
 
 
+def write_markdown(document: dict[str, Any], path: Path) -> None:
+    """The endpoint's table into its section of ``path`` (bench/results.md)."""
+    lines = [
+        "## Endpoint: the project server vs stock `mlflow models serve`"
+        " (`python -m bench endpoint`)",
+        "",
+        f"Measured {document['measured_at']} on {document['machine']['cpus']} CPUs, model"
+        f" {document['model']['name']} v{document['model']['version']}, load generator"
+        f" {document['load_generator']}, {document['plan']['requests']} requests per run,"
+        f" {document['plan']['repetitions']} runs per cell, the two servers alternating. Median"
+        " (min-max) of the runs.",
+        "",
+        "| rows, concurrency | server | req/s | p50 ms | p99 ms | failed |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+
+    def spread(figure: dict[str, float]) -> str:
+        return f"{figure['median']:g} ({figure['min']:g}-{figure['max']:g})"
+
+    for name, step in document["steps"].items():
+        rows, concurrency = name.removeprefix("rows_").split("_c")
+        for server in ("project", "stock"):
+            cell = step[server]
+            lines.append(
+                f"| {rows}, {concurrency} | {server} | {spread(cell['rps'])} |"
+                f" {spread(cell['p50_ms'])} | {spread(cell['p99_ms'])} | {cell['failed']} |"
+            )
+        lines.append(
+            f"| {rows}, {concurrency} | **project / stock** |"
+            f" **{step['ratio_rps_project_over_stock']:g}x** |"
+            f" stock p50 / project p50: {step['ratio_p50_stock_over_project']:g}x | | |"
+        )
+    put_section(path, "endpoint", lines)
+
+
 def main() -> int:
     """``python -m bench endpoint``: settings from WINE_MODEL_SERVER_URL, MLFLOW_TRACKING_URI,
     WINE_BENCH_REQUESTS (per run, default 2000) and WINE_BENCH_REPETITIONS (default 5)."""
@@ -220,6 +256,7 @@ def main() -> int:
         plan,
         out,
     )
-    print(f"wrote {out}")
+    write_markdown(document, RESULTS_MD)
+    print(f"wrote {out} and {RESULTS_MD}")
     failed = sum(s[n]["failed"] for s in document["steps"].values() for n in ("project", "stock"))
     return 1 if failed else 0
