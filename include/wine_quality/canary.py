@@ -15,9 +15,9 @@ from typing import Any
 
 from wine_quality.config import FEATURES, PREDICTION_TOLERANCE, RUNBOOK_PAYLOAD, SEED, model_uri
 from wine_quality.errors import CanaryError
+from wine_quality.holdout import load_holdout
 from wine_quality.stats import percentile
 from wine_quality.tracking import using
-from wine_quality.training import load_holdout
 
 log = logging.getLogger(__name__)
 

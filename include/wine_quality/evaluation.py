@@ -14,30 +14,18 @@ run, tags and a model card (the description) on its version.
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wine_quality import config
-from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, TARGET
+from wine_quality.config import FEATURES, PRODUCTION_ALIAS, TARGET
+from wine_quality.holdout import SPLIT_RULE, holdout_digest, in_holdout, load_holdout, row_groups
 from wine_quality.registry import alias_version
 from wine_quality.tracking import using
-from wine_quality.training import (
-    SPLIT_RULE,
-    Candidate,
-    holdout_digest,
-    in_holdout,
-    load_holdout,
-    regression_metrics,
-    row_groups,
-)
+from wine_quality.training import Candidate, regression_metrics
 
 if TYPE_CHECKING:
-    from wine_quality.drift import DriftReport
     from wine_quality.stats import DeltaInterval
 
 log = logging.getLogger(__name__)
@@ -258,6 +246,9 @@ def compare_with_production(
 
     from wine_quality import drift as drift_stats
     from wine_quality.data import load_snapshot
+    from wine_quality.decision_record import figures as decision_figures
+    from wine_quality.decision_record import metrics as decision_metrics
+    from wine_quality.decision_record import record_decision
     from wine_quality.lineage import LineageError, version_training_data
     from wine_quality.stats import paired_bootstrap_delta_rmse
 
@@ -368,7 +359,7 @@ def compare_with_production(
         )
         # Logged as soon as it is made: it is what a person opens this task's log for.
         log.info("%s", explain(decision))
-        figures = _figures(
+        figures = decision_figures(
             y,
             candidate_pred,
             prod_pred,
@@ -382,136 +373,11 @@ def compare_with_production(
             candidate,
             decision,
             figures=figures,
-            metrics=_metrics(decision) | (drift_report.metrics() if drift_report else {}),
+            metrics=decision_metrics(decision) | (drift_report.metrics() if drift_report else {}),
             experiment_name=experiment_name,
             airflow_run_id=airflow_run_id,
         )
     return decision
-
-
-def _figures(
-    y: Any,
-    candidate_pred: Any,
-    prod_pred: Any | None,
-    decision: Decision,
-    *,
-    candidate_model: Any,
-    deltas: Any | None,
-    drift_report: DriftReport | None,
-) -> dict[str, Any]:
-    """The decision's pictures by artifact name (under ``plots/`` of the candidate's run)."""
-    from wine_quality import plots
-
-    pipeline = candidate_model.unwrap_python_model().pipeline
-    figures = {
-        "plots/predictions.png": plots.predictions_figure(
-            y,
-            candidate_pred,
-            prod_pred,
-            candidate_label=f"candidate v{decision.candidate_version}",
-            production_label=(
-                f"production v{decision.production_version}"
-                if decision.production_version
-                else None
-            ),
-        ),
-        "plots/coefficients.png": plots.coefficients_figure(
-            list(FEATURES),
-            [float(c) for c in pipeline.named_steps["model"].coef_],
-            title=f"candidate v{decision.candidate_version}: standardised coefficients",
-        ),
-    }
-    if deltas is not None and decision.delta_rmse_ci_low is not None:
-        figures["plots/delta_rmse_bootstrap.png"] = plots.bootstrap_figure(
-            deltas,
-            ci_low=decision.delta_rmse_ci_low,
-            ci_high=float(decision.delta_rmse_ci_high),
-            level=float(decision.ci_level),
-            margin=float(decision.policy["min_improvement"]),
-        )
-    if drift_report is not None:
-        figures["plots/drift.png"] = plots.drift_figure(drift_report)
-    return figures
-
-
-def _metrics(decision: Decision) -> dict[str, float]:
-    """The comparison as metrics of the candidate's run."""
-    metrics = {f"eval_{k}": v for k, v in decision.candidate_metrics.items()}
-    metrics |= {f"production_{k}": v for k, v in (decision.production_metrics or {}).items()}
-    metrics["compared_rows"] = float(decision.compared_rows)
-    metrics["holdout_overlap_rows"] = float(decision.holdout_overlap_rows)
-    for name in ("delta_rmse", "delta_rmse_ci_low", "delta_rmse_ci_high"):
-        if getattr(decision, name) is not None:
-            metrics[name] = float(getattr(decision, name))
-    return metrics
-
-
-def decision_tags(decision: Decision, airflow_run_id: str) -> dict[str, str]:
-    """The decision as tags of the candidate version (values are strings, 5,000 chars max)."""
-    tags = {
-        "decision": outcome(decision.promote, decision.forced).replace(" ", "_"),
-        "decision_reasons": "; ".join(decision.reasons)[:4900],
-        "decision_airflow_run_id": airflow_run_id,
-        "compared_with_version": decision.production_version or "none",
-        "eval_holdout_digest": decision.holdout_digest,
-        "eval_rmse": f"{decision.candidate_metrics['rmse']:.6f}",
-        "eval_r2": f"{decision.candidate_metrics['r2']:.6f}",
-        "drift_detected": str(decision.drift_detected).lower(),
-        "drifted_features": ",".join(decision.drifted_features) or "none",
-    }
-    if decision.delta_rmse_ci_low is not None:
-        tags |= {
-            "delta_rmse": f"{decision.delta_rmse:.6f}",
-            "delta_rmse_ci_low": f"{decision.delta_rmse_ci_low:.6f}",
-            "delta_rmse_ci_high": f"{decision.delta_rmse_ci_high:.6f}",
-            "ci_level": f"{decision.ci_level:g}",
-            "bootstrap_resamples": str(decision.bootstrap_resamples),
-        }
-    return tags
-
-
-def record_decision(
-    mlflow_client: Any,
-    candidate: Candidate,
-    decision: Decision,
-    *,
-    figures: dict[str, Any],
-    metrics: dict[str, float],
-    experiment_name: str,
-    airflow_run_id: str,
-) -> None:
-    """Write the decision where people look: version tags and card, run metrics, JSON, plots."""
-    from mlflow.entities import Metric
-
-    from wine_quality.model_card import render_model_card
-
-    version = str(candidate.version)
-    for key, value in decision_tags(decision, airflow_run_id).items():
-        mlflow_client.set_model_version_tag(MODEL_NAME, version, key, value)
-    # One call for every metric: the comparison's and the drift statistics.
-    now = int(time.time() * 1000)
-    mlflow_client.log_batch(
-        candidate.run_id,
-        metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"decision-v{version}.json"
-        path.write_text(json.dumps(asdict(decision), indent=2))
-        mlflow_client.log_artifact(candidate.run_id, str(path), artifact_path="decision")
-    for artifact_file, figure in figures.items():
-        mlflow_client.log_figure(candidate.run_id, figure, artifact_file)
-    experiment = mlflow_client.get_experiment_by_name(experiment_name)
-    mlflow_client.update_model_version(
-        MODEL_NAME,
-        version,
-        description=render_model_card(
-            candidate,
-            decision,
-            experiment_id=experiment.experiment_id if experiment else None,
-            airflow_run_id=airflow_run_id,
-            plots=sorted(figures),
-        ),
-    )
 
 
 def promotion_wanted(decision: Decision) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from wine_quality.config import MODEL_NAME
 from wine_quality.data import load_snapshot
-from wine_quality.training import SPLIT_RULE, in_holdout
+from wine_quality.holdout import SPLIT_RULE, in_holdout
 
 if TYPE_CHECKING:
     import pandas as pd

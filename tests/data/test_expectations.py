@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from wine_quality.config import COLUMNS, FEATURES, MIN_ROWS
-from wine_quality.data import parse_csv
+from wine_quality.csv_parse import parse_csv
 from wine_quality.errors import DataValidationError
 from wine_quality.validation import (
     FEATURE_BOUNDS,

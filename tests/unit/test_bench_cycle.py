@@ -18,7 +18,7 @@ from bench.cycle import (
     write_markdown,
 )
 from wine_quality.config import COLUMNS, FEATURES, TARGET
-from wine_quality.data import parse_csv
+from wine_quality.csv_parse import parse_csv
 from wine_quality.validation import validate_frame
 
 

@@ -13,12 +13,11 @@ from moto import mock_aws
 
 from wine_quality import data
 from wine_quality.config import COLUMNS, DEFAULT_MAX_SOURCE_MB, FEATURES, TARGET, Settings
+from wine_quality.csv_parse import decode_csv, parse_csv
 from wine_quality.data import (
     SNAPSHOT_FILENAME,
-    decode_csv,
     ingest,
     load_snapshot,
-    parse_csv,
     publish_once,
     read_bytes,
     snapshot_uri,

@@ -20,6 +20,7 @@ MODULES = (
     "wine_quality.config", "wine_quality.drift", "wine_quality.plots", "wine_quality.validation",
     "wine_quality.lineage", "wine_quality.evaluation", "wine_quality.model_card",
     "wine_quality.stats", "wine_quality.approval", "wine_quality.data_source",
+    "wine_quality.holdout", "wine_quality.csv_parse", "wine_quality.decision_record",
 )  # fmt: skip
 
 

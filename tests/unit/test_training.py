@@ -7,20 +7,22 @@ import pandas as pd
 import pytest
 
 from wine_quality.config import FEATURES, TARGET
-from wine_quality.training import (
+from wine_quality.holdout import (
     SPLIT_RULE,
-    TrainingConfig,
-    dataset_input,
-    fit,
     holdout_digest,
     in_holdout,
     read_holdout,
-    regression_metrics,
     row_groups,
-    search_sample,
     split_holdout,
     split_rule,
     write_holdout,
+)
+from wine_quality.training import (
+    TrainingConfig,
+    dataset_input,
+    fit,
+    regression_metrics,
+    search_sample,
 )
 
 SMALL_GRID = TrainingConfig(alphas=(0.01, 0.1), l1_ratios=(0.5, 1.0), cv_folds=3)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.data.corpus import CORPUS
 from wine_quality.config import COLUMNS
-from wine_quality.data import parse_csv
+from wine_quality.csv_parse import parse_csv
 from wine_quality.errors import DataValidationError
 from wine_quality.validation import (
     CheckedExpectation,
