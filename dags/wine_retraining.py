@@ -61,6 +61,7 @@ from airflow.sdk.exceptions import AirflowFailException
 # standard library.
 from mlflow_links import MlflowModelVersionLink, MlflowRunLink
 from promotion_approval import PromotionApproval
+from release_scope import ReleaseGate
 
 from wine_quality import config
 from wine_quality.data_source import data_asset_uri
@@ -371,9 +372,6 @@ def wine_retraining() -> None:
             )
         )
 
-    @task.short_circuit(
-        task_display_name="Better than production?", ignore_downstream_trigger_rules=False
-    )
     @pipeline_step
     def should_promote(decision: dict[str, Any]) -> bool:
         from wine_quality.evaluation import Decision, promotion_wanted
@@ -440,7 +438,10 @@ def wine_retraining() -> None:
             )
         )
 
-    @task(task_display_name="Roll back production", trigger_rule=TriggerRule.ONE_FAILED)
+    # ALL_DONE, deciding for itself: with ONE_FAILED a release that passed left `rollback` to be
+    # skipped by a scheduling pass of its own before the summary could start (a second's sleep
+    # per run under `airflow dags test`). It runs once deploy and canary are done.
+    @task(task_display_name="Roll back production", trigger_rule=TriggerRule.ALL_DONE)
     @pipeline_step
     def rollback(**context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -449,10 +450,13 @@ def wine_retraining() -> None:
         from wine_quality.registry import Promotion
         from wine_quality.xcom import from_xcom, to_xcom
 
-        # ONE_FAILED also fires on upstream_failed; only a promotion that happened is undone.
-        promotion = context["ti"].xcom_pull(task_ids="promote")
-        if not promotion:
+        ti, run_id = context["ti"], context["run_id"]
+        promotion = ti.xcom_pull(task_ids="promote")
+        if not promotion:  # Only a promotion that happened is undone.
             raise AirflowSkipException("nothing was promoted in this run: nothing to roll back")
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
+        if all(states.get(step) == "success" for step in ("deploy", "canary")):
+            raise AirflowSkipException("deploy and canary passed: nothing to roll back")
         settings = _settings()
         return to_xcom(
             rollback_and_redeploy(
@@ -498,8 +502,14 @@ def wine_retraining() -> None:
         candidate = linked(train(ingested, validated), RUN_LINK, VERSION_LINK)
         decision = linked(evaluate(candidate), VERSION_LINK)
     with TaskGroup("release", group_display_name="Release", prefix_group_id=False):
-        gate = should_promote(decision)
-        # Rejected (or unanswered in time), it skips `promote`, and with it deploy and canary.
+        # Not better: the gate skips the rest of the release at once (not the summary).
+        gate = ReleaseGate(
+            task_id="should_promote",
+            task_display_name="Better than production?",
+            python_callable=should_promote,
+            op_args=[decision],
+        )
+        # Rejected (or unanswered in time), it skips promote, deploy, canary and rollback.
         approval = PromotionApproval(
             task_id="approve", task_display_name="Human approval", decision=decision
         )
@@ -511,11 +521,11 @@ def wine_retraining() -> None:
         [deployed, canaried] >> rolled_back
     summary = linked(report(), VERSION_LINK)
     watched = watcher()
-    # Every other task is upstream of `rollback`, and `rollback` (ONE_FAILED) is done only once
+    # Every other task is upstream of `rollback`, and `rollback` (ALL_DONE) is done only once
     # `deploy` and `canary` are: so the summary, after `rollback`, runs last. A failure anywhere
     # on the main line reaches `canary` as failed or upstream_failed (all its ancestors are
     # ALL_SUCCESS), and `rollback` covers itself: so the watcher needs only those two. Neither
-    # hangs off the short-circuit gate, which would skip them with `promote`.
+    # is in the release group, whose tasks the gate and a rejection skip.
     rolled_back >> summary
     [canaried, rolled_back] >> watched
 

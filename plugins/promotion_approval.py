@@ -3,8 +3,8 @@
 Airflow's ``ApprovalOperator`` asks its question (subject, body, Approve/Reject) and parks the
 task until someone answers in the UI's Required Actions or through the REST API; on Airflow 3.3
 the scheduler resolves an unanswered one when ``response_timeout`` has passed, with the
-``defaults`` as the answer (here: Reject). On Reject it skips its direct downstream task,
-``promote``, so deploy and canary are skipped too and the run ends green.
+``defaults`` as the answer (here: Reject). On Reject it skips the rest of the release at once
+(promote, deploy, canary, rollback: :mod:`release_scope`) and the run ends green.
 
 This subclass decides first whether to ask at all (``wine_quality.approval``): when no approval
 is needed it returns at once, asks nothing and leaves no request behind. Whatever happens, its
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from mlflow_links import ui_base, version_link
+from release_scope import ReleaseScopedSkip
 
 from wine_quality.config import DEFAULT_APPROVAL_TIMEOUT_MINUTES
 
@@ -35,7 +36,7 @@ def is_dags_test(context: Context) -> bool:
     return getattr(context["dag_run"], "triggering_user_name", None) == DAGS_TEST_USER
 
 
-class PromotionApproval(ApprovalOperator):
+class PromotionApproval(ReleaseScopedSkip, ApprovalOperator):
     """Ask a person to approve the promotion, if the run's ``approval`` setting says so.
 
     Args:
@@ -53,6 +54,8 @@ class PromotionApproval(ApprovalOperator):
             # Replaced by the run's `approval_timeout_minutes`; given here as well so that the
             # DAG's execution_timeout is not mistaken for a response timeout.
             response_timeout=timedelta(minutes=DEFAULT_APPROVAL_TIMEOUT_MINUTES),
+            # Reject skips every later release task at once (ReleaseScopedSkip keeps it there).
+            ignore_downstream_trigger_rules=True,
             **kwargs,
         )
         self.decision = decision
@@ -98,7 +101,7 @@ class PromotionApproval(ApprovalOperator):
             timeout_minutes=context["params"]["approval_timeout_minutes"],
         )
         self.log.info("approval: %s", approval.reason)
-        # On Reject the parent skips `promote` by raising, so a return value would never be
+        # On Reject the parent skips the release by raising, so a return value would never be
         # pushed: the outcome is pushed first, as this task's return value, for the summary.
         context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=to_xcom(approval))
         super().execute_complete(context, event)

@@ -73,11 +73,11 @@ def test_summary_always_runs_and_runs_last(dag):
     assert report.trigger_rule == "all_done"
     assert report.upstream_task_ids == {"rollback"}
     # Every other task is an ancestor, so it is done before the summary starts: `rollback`
-    # (ONE_FAILED on both) is done only once `deploy` and `canary` are done.
+    # (ALL_DONE on both, deciding for itself) is done only once `deploy` and `canary` are done.
     assert _ancestors(dag, "report") == {t.task_id for t in dag.tasks} - FINAL
     rollback = dag.get_task("rollback")
     assert rollback.upstream_task_ids == {"deploy", "canary"}
-    assert rollback.trigger_rule == "one_failed"
+    assert rollback.trigger_rule == "all_done"
 
 
 def test_a_failure_anywhere_fails_the_run(dag):
@@ -105,13 +105,26 @@ def test_a_failure_anywhere_fails_the_run(dag):
     assert {t.task_id for t in dag.tasks if not t.downstream_task_ids} == FINAL
 
 
+RELEASE_AFTER_GATE = {"approve", "promote", "deploy", "canary", "rollback"}
+
+
+def _skipped_by(dag, task_id):
+    """What a False gate or a rejection by ``task_id`` skips: its downstream, kept to its group."""
+    from release_scope import same_group
+
+    task = dag.get_task(task_id)
+    downstream = [dag.get_task(t) for t in task.get_flat_relative_ids(upstream=False)]
+    return {t.task_id for t in same_group(task, downstream)}
+
+
 def test_not_better_ends_green_with_the_release_skipped(dag):
     gate = dag.get_task("should_promote")
-    assert gate.ignore_downstream_trigger_rules is False
-    # The gate skips `approve` only; `promote`, `deploy` and `canary` (ALL_SUCCESS) follow the
-    # skip, `rollback` (ONE_FAILED) skips with no failure; the summary and the watcher are not
-    # downstream of the gate, so the summary runs and the watcher skips: a green run.
+    assert gate.task_type == "ReleaseGate"
+    assert gate.ignore_downstream_trigger_rules is True
+    # The gate skips the whole rest of the release at once (no pass per task), and nothing
+    # outside it: the summary (ALL_DONE after `rollback`) runs, the watcher (ONE_FAILED) skips.
     assert gate.downstream_task_ids == {"approve"}
+    assert _skipped_by(dag, "should_promote") == RELEASE_AFTER_GATE
     for task_id in ("approve", "promote", "deploy", "canary"):
         assert dag.get_task(task_id).trigger_rule == "all_success"
         assert "should_promote" in _ancestors(dag, task_id)
@@ -121,9 +134,8 @@ def test_not_better_ends_green_with_the_release_skipped(dag):
 
 def test_a_rejection_ends_green_with_the_release_skipped(dag):
     approve = dag.get_task("approve")
-    # A rejection (or no answer in time) skips the approval's direct downstream tasks, which
-    # must be `promote` alone: deploy and canary follow its skip as after the gate's, and
-    # neither the summary nor the watcher hangs off it.
+    # A rejection (or no answer in time) skips promote, deploy, canary and rollback at once;
+    # neither the summary nor the watcher is in the release group.
     assert approve.task_type == "PromotionApproval"
     assert approve.downstream_task_ids == {"promote"}
     assert approve.upstream_task_ids == {"should_promote", "evaluate"}
@@ -132,7 +144,8 @@ def test_a_rejection_ends_green_with_the_release_skipped(dag):
     # What the scheduler answers for a person who does not: silence is a rejection.
     assert approve.defaults == ["Reject"]
     assert approve.fail_on_reject is False
-    assert approve.ignore_downstream_trigger_rules is False
+    assert approve.ignore_downstream_trigger_rules is True
+    assert _skipped_by(dag, "approve") == RELEASE_AFTER_GATE - {"approve"}
 
 
 def test_schedule_is_the_nightly_cron_or_new_data(dag):
@@ -319,4 +332,4 @@ def test_dag_file_imports_only_airflow_and_stdlib_at_top():
     allowed = {"__future__", "airflow", "functools", "os", "collections", "datetime", "typing"}
     # The config and data_source modules (stdlib only) and the plugins (Airflow + config): the
     # parse probe above proves none pulls in anything heavy.
-    assert top <= allowed | {"wine_quality", "mlflow_links", "promotion_approval"}
+    assert top <= allowed | {"wine_quality", "mlflow_links", "promotion_approval", "release_scope"}

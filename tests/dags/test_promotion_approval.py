@@ -16,7 +16,7 @@ from uuid import uuid4
 import pytest
 from airflow.providers.standard.operators import hitl
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, TaskGroup
 from airflow.sdk.exceptions import DownstreamTasksSkipped, TaskAwaitingInput
 
 from plugins.promotion_approval import PromotionApproval
@@ -45,9 +45,13 @@ class FakeTaskInstance:
 
 
 def approval_task(decision: dict) -> PromotionApproval:
+    """The approval in a release group as the DAG has it, with a summary outside the group."""
     with DAG("approval_test", schedule=None):
-        task = PromotionApproval(task_id="approve", decision=decision)
-        task >> EmptyOperator(task_id="promote")
+        with TaskGroup("release", prefix_group_id=False):
+            task = PromotionApproval(task_id="approve", decision=decision)
+            deploy = EmptyOperator(task_id="deploy")
+            task >> EmptyOperator(task_id="promote") >> deploy
+        deploy >> EmptyOperator(task_id="report", trigger_rule="all_done")
     return task
 
 
@@ -147,10 +151,11 @@ def test_an_approval_lets_promote_run():
 def test_a_rejection_skips_promote_and_keeps_the_outcome(answer, outcome):
     task = approval_task(DRIFTED)
     ctx = context(task)
-    # The task runner turns this into skipped `promote` and a successful approval task.
+    # The task runner turns this into skipped `promote` and `deploy` (the rest of the release,
+    # at once) and a successful approval task; the summary outside the release is left to run.
     with pytest.raises(DownstreamTasksSkipped) as skipped:
         task.execute_complete(ctx, answer)
-    assert skipped.value.tasks == ["promote"]
+    assert sorted(skipped.value.tasks) == ["deploy", "promote"]
     # Pushed before the skip ends the attempt: the summary reads it as the task's return value.
     assert ctx["ti"].xcoms["return_value"] == outcome
 
