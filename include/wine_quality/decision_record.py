@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wine_quality.config import FEATURES, MODEL_NAME
 from wine_quality.evaluation import Decision, outcome
+
+# Requests to the tracking server in flight at once while the decision is written.
+UPLOADS = 8
 
 if TYPE_CHECKING:
     from wine_quality.drift import DriftReport
@@ -120,20 +124,35 @@ def record_decision(
     from wine_quality.model_card import render_model_card
 
     version = str(candidate.version)
-    for key, value in decision_tags(decision, airflow_run_id).items():
-        mlflow_client.set_model_version_tag(MODEL_NAME, version, key, value)
-    # One call for every metric: the comparison's and the drift statistics.
-    now = int(time.time() * 1000)
-    mlflow_client.log_batch(
-        candidate.run_id,
-        metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"decision-v{version}.json"
+    # Each tag, the metrics, the JSON and each plot is a request of its own to the tracking
+    # server (MLflow has no batch call for version tags): they go out together, a few at a
+    # time, instead of one after another. Plots are rendered here, in this thread (matplotlib
+    # is not thread-safe), and only their upload is shared out.
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(UPLOADS) as pool:
+        calls = [
+            pool.submit(mlflow_client.set_model_version_tag, MODEL_NAME, version, key, value)
+            for key, value in decision_tags(decision, airflow_run_id).items()
+        ]
+        # One call for every metric: the comparison's and the drift statistics.
+        now = int(time.time() * 1000)
+        metric_list = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+        calls.append(pool.submit(mlflow_client.log_batch, candidate.run_id, metrics=metric_list))
+        path = Path(tmp) / "decision" / f"decision-v{version}.json"
+        path.parent.mkdir()
         path.write_text(json.dumps(asdict(decision), indent=2))
-        mlflow_client.log_artifact(candidate.run_id, str(path), artifact_path="decision")
-    for artifact_file, figure in figures.items():
-        mlflow_client.log_figure(candidate.run_id, figure, artifact_file)
+        calls.append(
+            pool.submit(mlflow_client.log_artifact, candidate.run_id, str(path), "decision")
+        )
+        for artifact_file, figure in figures.items():
+            png = Path(tmp) / artifact_file
+            png.parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(png)
+            artifact_dir = str(Path(artifact_file).parent) if "/" in artifact_file else None
+            calls.append(
+                pool.submit(mlflow_client.log_artifact, candidate.run_id, str(png), artifact_dir)
+            )
+        for call in calls:
+            call.result()  # A failure is raised once every call has ended (pool exit).
     experiment = mlflow_client.get_experiment_by_name(experiment_name)
     mlflow_client.update_model_version(
         MODEL_NAME,
