@@ -1,12 +1,15 @@
 """``make bench``: load the running model server (make up / make run first) and record figures.
 
-``python -m bench [load] [endpoint] [cycle]`` (default: all three):
+``python -m bench [load] [endpoint] [dag] [cycle]`` (default: all four, in that order):
 
 - ``load`` writes bench/results/load.json: throughput and latency percentiles at each
   concurrency. Settings: WINE_MODEL_SERVER_URL (default http://127.0.0.1:1234),
   WINE_BENCH_SECONDS (default 20 per step).
 - ``endpoint`` writes bench/results/endpoint.json: the project server vs stock ``mlflow models
   serve`` of the same version, with ``hey`` (see :mod:`bench.endpoint`).
+- ``dag`` writes bench/results/dag.json and a section of bench/results.md: ``airflow dags test``
+  against the same steps in one plain process, per stage, and Airflow's own floor (see
+  :mod:`bench.dag`).
 - ``cycle`` writes bench/results/cycle.json and a section of bench/results.md: time and peak RSS
   of every stage of the DAG on data of growing size (see :mod:`bench.cycle`).
 """
@@ -53,9 +56,9 @@ def load() -> int:
 
 
 def main(argv: list[str]) -> int:
-    from bench import cycle, endpoint
+    from bench import cycle, dag, endpoint
 
-    benches = {"load": load, "endpoint": endpoint.main, "cycle": cycle.main}
+    benches = {"load": load, "endpoint": endpoint.main, "dag": dag.main, "cycle": cycle.main}
     chosen = argv or list(benches)
     unknown = [name for name in chosen if name not in benches]
     if unknown:

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from bench import cycle
+from bench import cycle, dag
 from bench.endpoint import CONCURRENCY, ROWS, Plan, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,3 +65,29 @@ def test_cycle_bench_runs_every_stage_on_two_tiny_sizes(stack, wine_csv, tmp_pat
     assert text.count(cycle.MD_START) == 1
     assert "| canary |" in text
     assert not list((tmp_path / "data").rglob("staging/raw/*/*.csv"))  # snapshots not kept
+
+
+def test_dag_bench_runs_the_dag_the_plain_sequence_and_the_floor_once(stack, wine_csv, tmp_path):
+    out = tmp_path / "dag.json"
+    document = dag.run(1, source=wine_csv, env=stack.env, out=out)
+    assert json.loads(out.read_text()) == document
+    runs = document["runs"]
+    assert runs["plain"][0]["passed"]
+    assert all(seconds > 0 for seconds in runs["plain"][0]["stages"].values())
+    ran = runs["dag"][0]
+    # Forced: every release task ran, and rollback skipped itself (nothing failed).
+    assert {k: ran["states"][k] for k in ("promote", "deploy", "canary", "rollback")} == {
+        "promote": "success", "deploy": "success", "canary": "success", "rollback": "skipped",
+    }  # fmt: skip
+    assert all(ran["tasks"][name] > 0 for name in cycle.STAGES)
+    assert ran["wall_seconds"] > ran["run_duration_seconds"] > 0
+    assert document["floor_tasks"] == len(ran["states"])
+    assert set(runs["floor"][0]["states"].values()) == {"success"}
+    summary = document["summary"]
+    assert summary["ratio_dag_over_plain"] > 0
+    md = tmp_path / "results.md"
+    dag.write_markdown(document, md)
+    assert "| **wall, start to exit** |" in md.read_text()
+    # The floor DAG is removed from the metadata DB afterwards.
+    listed = stack.script("airflow.sh", "cli", "dags", "list", "-o", "plain")
+    assert dag.FLOOR_DAG_ID not in listed.stdout
