@@ -95,6 +95,11 @@ PROTOCOL = {
         {"Content-Type": "application/vnd.apache.parquet"}, parquet([ROW] * 10_001), 413,
         "10001 rows",
     ),
+    "too-many-csv-rows": (
+        {"Content-Type": "text/csv"},
+        (",".join(FEATURES) + "\n" + (",".join(map(str, ROW)) + "\n") * 10_001).encode(),
+        413, "10001 rows",
+    ),
 }  # fmt: skip
 
 
@@ -240,3 +245,14 @@ def test_parquet_up_to_the_row_cap_is_scored(stack, served, rows):
     assert len(predictions) == rows
     expected = requests.post(f"{stack.server_url}/invocations", json=RUNBOOK_PAYLOAD, timeout=10)
     assert predictions[0] == pytest.approx(expected.json()["predictions"][0], abs=1e-9)
+
+
+def test_csv_up_to_the_row_cap_is_scored(stack, served):
+    # Blank lines are not rows (pandas skips them): the cap counts only what is scored.
+    csv = ",".join(FEATURES) + "\n" + (",".join(map(str, ROW)) + "\n") * 10_000 + "\n\n"
+    response = requests.post(
+        f"{stack.server_url}/invocations", data=csv, headers={"Content-Type": "text/csv"},
+        timeout=60,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text[:500]
+    assert len(response.json()["predictions"]) == 10_000
