@@ -5,8 +5,9 @@
 - ``load`` writes bench/results/load.json: throughput and latency percentiles at each
   concurrency. Settings: WINE_MODEL_SERVER_URL (default http://127.0.0.1:1234),
   WINE_BENCH_SECONDS (default 20 per step).
-- ``endpoint`` writes bench/results/endpoint.json: the project server vs stock ``mlflow models
-  serve`` of the same version, with ``hey`` (see :mod:`bench.endpoint`).
+- ``endpoint`` writes bench/results/endpoint.json and a section of bench/results.md: the project
+  server vs stock ``mlflow models serve`` of the same version and vs a plain ``mlflow.sklearn``
+  model of its pipeline, with ``hey`` (see :mod:`bench.endpoint`).
 - ``dag`` writes bench/results/dag.json and a section of bench/results.md: ``airflow dags test``
   against the same steps in one plain process, per stage, and Airflow's own floor (see
   :mod:`bench.dag`).

@@ -1,12 +1,21 @@
-"""The endpoint, side by side: the project's model server vs stock ``mlflow models serve``.
+"""The endpoint, side by side: the project's model server vs the two ways a user serves by hand.
 
-Both serve the same registered version: the project server is the one already running (``make
-up``); the stock server is started here with ``--env-manager local`` on a free loopback port and
-stopped at the end. ``hey`` (Debian's package) sends a bounded number of requests at each
-concurrency, for one row and for 100 rows; the servers take turns within each repetition, so both
-see the same machine. Per step the JSON records the median of the repetitions and their min-max
-for p50, p99 and requests/s, the ratio project/stock, and the load average around each run (the
-machine may be shared: figures without it mean little).
+Three kinds of server answer the same one-row and 100-row requests:
+
+- ``project``: the project's server, already running (``make up``); more variants of it (another
+  worker count, say) can be named in WINE_BENCH_PROJECT_URLS.
+- ``stock``: ``mlflow models serve`` of the same registered version (the project's pyfunc).
+- ``sklearn``: ``mlflow models serve`` of a plain ``mlflow.sklearn`` model of that version's own
+  fitted pipeline, saved here with a signature inferred from float64 features: the simplest
+  thing a user would deploy by hand.
+
+Both baselines run with ``--env-manager local`` and one worker on a free loopback port and are
+stopped at the end. Before any load, all servers must return the same prediction for the one-row
+payload: a bench that compares different models is wrong. ``hey`` (Debian's package) sends a
+bounded number of requests at each concurrency; the servers take turns within each repetition, so
+all see the same machine. Per step the JSON keeps every run's figures, their median and min-max,
+the load average around each run (the machine may be shared: figures without it mean little) and
+the ratios of each project server over each baseline, checked against the issue's targets.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +41,21 @@ from urllib.parse import urlparse
 import requests
 
 from bench.report import RESULTS_MD, put_section
-from wine_quality.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD
+from wine_quality.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD, model_uri
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ROWS = (1, 100)
 CONCURRENCY = (1, 8)
+PROJECT = "project"
+# The baselines, in the order they are measured, each with the issue's target for
+# project requests/s over its requests/s, measured in one run.
+TARGETS: dict[str, float] = {"stock": 5.0, "sklearn": 2.0}
+# The servers must agree on the one-row prediction to this much before anything is measured.
+AGREEMENT = 1e-9
+DEFAULT_SERVER_URL = "http://127.0.0.1:1234"
+# The runbook's row holds ints (29, 75); the plain sklearn model's inferred schema is double and
+# MLflow refuses int64 -> double, so every server gets the same values as floats.
+FLOAT_ROW = [float(value) for value in RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]]
 
 
 @dataclass(frozen=True)
@@ -48,11 +68,38 @@ class Plan:
 
 
 def payload(rows: int) -> bytes:
-    """``rows`` copies of the runbook's row, as ``dataframe_split``."""
-    row = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]
+    """``rows`` copies of the runbook's row (its values as floats), as ``dataframe_split``."""
     return json.dumps(
-        {"dataframe_split": {"columns": list(FEATURES), "data": [row] * rows}}
+        {"dataframe_split": {"columns": list(FEATURES), "data": [FLOAT_ROW] * rows}}
     ).encode()
+
+
+def project_servers(env: Mapping[str, str]) -> dict[str, str]:
+    """The project servers to measure, by name, ``project`` first.
+
+    WINE_BENCH_PROJECT_URLS (``project=http://127.0.0.1:1234,project-2w=http://...``) names
+    them all; without it the one project server is at WINE_MODEL_SERVER_URL.
+
+    Raises:
+        ValueError: The list is malformed, repeats a name, takes a baseline's name or has no
+            ``project``.
+    """
+    spec = env.get("WINE_BENCH_PROJECT_URLS", "").strip()
+    if not spec:
+        return {PROJECT: env.get("WINE_MODEL_SERVER_URL", DEFAULT_SERVER_URL).rstrip("/")}
+    servers: dict[str, str] = {}
+    for item in spec.split(","):
+        name, sep, url = (part.strip() for part in item.partition("="))
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"WINE_BENCH_PROJECT_URLS: expected name=http://host:port, got {item!r}"
+            )
+        if name in servers or name in TARGETS:
+            raise ValueError(f"WINE_BENCH_PROJECT_URLS: name {name!r} is repeated or reserved")
+        servers[name] = url.rstrip("/")
+    if PROJECT not in servers:
+        raise ValueError(f"WINE_BENCH_PROJECT_URLS must name a {PROJECT!r} server: {spec!r}")
+    return {PROJECT: servers.pop(PROJECT), **servers}
 
 
 def hey(url: str, body: Path, *, requests_: int, concurrency: int, seconds: float) -> dict:
@@ -93,13 +140,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_stock(tracking_uri: str, version: str, log: Path) -> tuple[subprocess.Popen, str]:
-    """``mlflow models serve`` of ``version`` on a free loopback port, once it answers /ping."""
+def start_mlflow_serve(model: str, tracking_uri: str, log: Path) -> tuple[subprocess.Popen, str]:
+    """``mlflow models serve -m model`` (a URI or a local folder) on a free loopback port, once
+    it answers /ping."""
     port = free_port()
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [mlflow, "models", "serve", "-m", f"models:/{MODEL_NAME}/{version}",
+    cmd = [mlflow, "models", "serve", "-m", model,
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
     with log.open("ab") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -108,7 +156,7 @@ def start_stock(tracking_uri: str, version: str, log: Path) -> tuple[subprocess.
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited: see {log}")
+            raise RuntimeError(f"mlflow models serve of {model} exited: see {log}")
         try:
             if requests.get(f"{url}/ping", timeout=2).status_code == 200:
                 return process, url
@@ -116,7 +164,7 @@ def start_stock(tracking_uri: str, version: str, log: Path) -> tuple[subprocess.
             pass
         time.sleep(0.5)
     stop(process)
-    raise RuntimeError(f"mlflow models serve did not answer within 180 s: see {log}")
+    raise RuntimeError(f"mlflow models serve of {model} did not answer within 180 s: see {log}")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -129,6 +177,78 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(wait)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
+
+
+def save_sklearn_model(tracking_uri: str, version: str, directory: Path) -> Path:
+    """A plain ``mlflow.sklearn`` model of ``version``'s own fitted pipeline, in ``directory``.
+
+    The pipeline comes from the skops file the registered version's wrapper ships, so both
+    predict the same; the signature is inferred, as a user would, from the features as float64.
+
+    Raises:
+        RuntimeError: The version's artifacts hold no single pipeline file.
+    """
+    import mlflow.artifacts
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from wine_quality.model import PIPELINE_FILENAME, load_pipeline
+    from wine_quality.tracking import using
+
+    # MLflow resolves a models:/ URI with the process-wide registry URI whatever is passed in.
+    with using(tracking_uri):
+        downloaded = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri(version), dst_path=str(directory / "registered"),
+                tracking_uri=tracking_uri, registry_uri=tracking_uri,
+            )
+        )  # fmt: skip
+    found = sorted(downloaded.rglob(PIPELINE_FILENAME))
+    if len(found) != 1:
+        raise RuntimeError(f"version {version} ships {len(found)} {PIPELINE_FILENAME} files")
+    pipeline = load_pipeline(found[0])
+    features = pd.DataFrame([FLOAT_ROW], columns=list(FEATURES), dtype="float64")
+    signature = infer_signature(features, np.asarray(pipeline.predict(features), dtype="float64"))
+    out = directory / "sklearn-model"
+    mlflow.sklearn.save_model(pipeline, str(out), signature=signature)
+    return out
+
+
+def predictions(servers: Mapping[str, str]) -> dict[str, float]:
+    """Each server's prediction for the one-row payload.
+
+    Raises:
+        RuntimeError: A server did not answer it with one prediction.
+    """
+    out = {}
+    for name, url in servers.items():
+        response = requests.post(
+            f"{url}/invocations", data=payload(1),
+            headers={"Content-Type": "application/json"}, timeout=30,
+        )  # fmt: skip
+        if response.status_code != 200:
+            raise RuntimeError(f"{name} answered {response.status_code}: {response.text[:300]}")
+        answer = response.json().get("predictions")
+        if not isinstance(answer, list) or len(answer) != 1:
+            raise RuntimeError(f"{name} answered {response.text[:300]} for one row")
+        value = answer[0]
+        out[name] = float(value[0] if isinstance(value, list) else value)
+    return out
+
+
+def check_agreement(found: Mapping[str, float], tolerance: float = AGREEMENT) -> None:
+    """Refuse to measure servers that do not serve the same model.
+
+    Raises:
+        RuntimeError: Two predictions differ by more than ``tolerance``.
+    """
+    if max(found.values()) - min(found.values()) > tolerance:
+        raise RuntimeError(
+            f"the servers predict differently for the same row: {dict(found)}; they do not"
+            " serve the same model, so comparing them means nothing"
+        )
 
 
 def summarise(runs: list[dict]) -> dict[str, Any]:
@@ -145,8 +265,45 @@ def summarise(runs: list[dict]) -> dict[str, Any]:
     return out
 
 
-def measure(servers: dict[str, str], plan: Plan, workdir: Path) -> dict[str, Any]:
-    """Every (rows, concurrency) step on every server, the servers interleaved per repetition."""
+def ratios(step: Mapping[str, Any], projects: Sequence[str], baselines: Sequence[str]) -> dict:
+    """Each project server over each baseline: requests/s, and p50 the other way round.
+
+    Keys are ``ratio_rps_<project>_over_<baseline>`` and ``ratio_p50_<baseline>_over_<project>``;
+    a ratio whose figures are missing or zero is None.
+    """
+
+    def ratio(numerator: float | None, denominator: float | None) -> float | None:
+        return round(numerator / denominator, 2) if numerator and denominator else None
+
+    out: dict[str, float | None] = {}
+    for project in projects:
+        mine = step[project]
+        for baseline in baselines:
+            theirs = step[baseline]
+            out[f"ratio_rps_{project}_over_{baseline}"] = ratio(
+                mine["rps"]["median"], theirs["rps"]["median"]
+            )
+            out[f"ratio_p50_{baseline}_over_{project}"] = ratio(
+                theirs["p50_ms"]["median"], mine["p50_ms"]["median"]
+            )
+    return out
+
+
+def measure(
+    servers: Mapping[str, str], projects: Sequence[str], plan: Plan, workdir: Path
+) -> dict[str, Any]:
+    """Every (rows, concurrency) step on every server, the servers interleaved per repetition.
+
+    Args:
+        servers: Name -> base URL of every server, in the order they take turns.
+        projects: Which of them are project servers; the others are baselines.
+        plan: How much load.
+        workdir: Where the request bodies are written.
+
+    Returns:
+        Per step, each server's summary with its runs, then the ratios.
+    """
+    baselines = [name for name in servers if name not in projects]
     steps: dict[str, Any] = {}
     for rows in ROWS:
         body = workdir / f"rows-{rows}.json"
@@ -161,43 +318,83 @@ def measure(servers: dict[str, str], plan: Plan, workdir: Path) -> dict[str, Any
                     run = hey(f"{url}/invocations", body, requests_=plan.requests,
                               concurrency=concurrency, seconds=plan.seconds_limit)  # fmt: skip
                     runs[name].append(run)
-            step = {name: summarise(r) for name, r in runs.items()}
-            project, stock = step["project"], step.get("stock")
-            if stock and stock["rps"]["median"] and project["rps"]["median"]:
-                step["ratio_rps_project_over_stock"] = round(
-                    project["rps"]["median"] / stock["rps"]["median"], 2
-                )
-                step["ratio_p50_stock_over_project"] = round(
-                    stock["p50_ms"]["median"] / project["p50_ms"]["median"], 2
-                )
+            step: dict[str, Any] = {name: {**summarise(r), "runs": r} for name, r in runs.items()}
+            step.update(ratios(step, projects, baselines))
             steps[f"rows_{rows}_c{concurrency}"] = step
-            print(f"rows={rows} c={concurrency}", json.dumps(step), flush=True)
+            print(f"rows={rows} c={concurrency}", json.dumps(_without_runs(step)), flush=True)
     return steps
 
 
-def run(project_url: str, tracking_uri: str, plan: Plan, out: Path) -> dict[str, Any]:
-    """Measure the project server at ``project_url`` against stock serving of its version.
+def _without_runs(step: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: {f: v for f, v in cell.items() if f != "runs"} if isinstance(cell, dict) else cell
+        for k, cell in step.items()
+    }
+
+
+def served_version(projects: Mapping[str, str]) -> str:
+    """The version every project server serves.
+
+    Raises:
+        RuntimeError: One serves nothing, or they serve different versions.
+    """
+    versions = {
+        name: requests.get(f"{url}/served-model", timeout=10).json().get("version")
+        for name, url in projects.items()
+    }
+    if not all(versions.values()):
+        raise RuntimeError(f"a project server serves no model ({versions}): make run first")
+    if len(set(versions.values())) != 1:
+        raise RuntimeError(f"the project servers serve different versions: {versions}")
+    return next(iter(versions.values()))
+
+
+def run(projects: Mapping[str, str], tracking_uri: str, plan: Plan, out: Path) -> dict[str, Any]:
+    """Measure the project servers against stock and plain-sklearn serving of their version.
+
+    Args:
+        projects: Name -> URL of each project server (see :func:`project_servers`).
+        tracking_uri: The MLflow server that holds the registered version.
+        plan: How much load.
+        out: Where the JSON document is written.
 
     Returns:
         The document written to ``out``.
 
     Raises:
-        RuntimeError: The project server serves nothing, or the stock server did not start.
+        RuntimeError: A project server serves nothing, a baseline did not start, or the servers
+            do not agree on the one-row prediction.
     """
-    version = requests.get(f"{project_url}/served-model", timeout=10).json().get("version")
-    if not version:
-        raise RuntimeError(f"{project_url} serves no model: make run first")
+    version = served_version(projects)
     with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as tmp:
         workdir = Path(tmp)
-        process, stock_url = start_stock(tracking_uri, version, workdir / "stock.log")
+        sklearn_dir = save_sklearn_model(tracking_uri, version, workdir)
+        baselines = {"stock": model_uri(version), "sklearn": str(sklearn_dir)}
+        started: list[subprocess.Popen] = []
         try:
-            steps = measure({"project": project_url, "stock": stock_url}, plan, workdir)
+            servers = dict(projects)
+            for name, model in baselines.items():
+                process, url = start_mlflow_serve(model, tracking_uri, workdir / f"{name}.log")
+                started.append(process)
+                servers[name] = url
+            agreed = predictions(servers)
+            check_agreement(agreed)
+            steps = measure(servers, list(projects), plan, workdir)
         finally:
-            stop(process)
+            for process in started:
+                stop(process)
     document = {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "model": {"name": MODEL_NAME, "version": version},
+        "servers": {
+            **{name: {"role": "project", "url": url} for name, url in projects.items()},
+            "stock": {"role": "baseline", "serves": baselines["stock"]},
+            "sklearn": {"role": "baseline", "serves": f"mlflow.sklearn model of v{version}"},
+        },
+        "payload_row": FLOAT_ROW,
+        "predictions": agreed,
+        "targets": TARGETS,
         "load_generator": "hey (loopback, -cpus 1)",
         "plan": plan.__dict__,
         "steps": steps,
@@ -207,43 +404,111 @@ def run(project_url: str, tracking_uri: str, plan: Plan, out: Path) -> dict[str,
     return document
 
 
-def write_markdown(document: dict[str, Any], path: Path) -> None:
-    """The endpoint's table into its section of ``path`` (bench/results.md)."""
+def verdicts(document: Mapping[str, Any]) -> list[str]:
+    """One line per (project server, baseline): whether its target is met at every step."""
+    lines = []
+    projects = [n for n, s in document["servers"].items() if s["role"] == "project"]
+    for project in projects:
+        for baseline, target in document["targets"].items():
+            key = f"ratio_rps_{project}_over_{baseline}"
+            short = {
+                name: step[key]
+                for name, step in document["steps"].items()
+                if step[key] is None or step[key] < target
+            }
+            head = f"- {project} / {baseline} >= {target:g}x requests/s:"
+            if not short:
+                lowest = min(step[key] for step in document["steps"].values())
+                lines.append(f"{head} **met** at every step (lowest {lowest:g}x).")
+            else:
+                missed = ", ".join(
+                    f"{_step_label(name)} ({'no figure' if r is None else f'{r:g}x'})"
+                    for name, r in short.items()
+                )
+                lines.append(f"{head} **not met** at {missed}.")
+    return lines
+
+
+def _step_label(name: str) -> str:
+    rows, concurrency = name.removeprefix("rows_").split("_c")
+    return f"{rows} rows, concurrency {concurrency}"
+
+
+def render(document: Mapping[str, Any]) -> list[str]:
+    """The endpoint's section of bench/results.md: the table, the ratios, the targets."""
+    servers = document["servers"]
+    projects = [n for n, s in servers.items() if s["role"] == "project"]
+    targets = document["targets"]
     lines = [
-        "## Endpoint: the project server vs stock `mlflow models serve`"
-        " (`python -m bench endpoint`)",
+        "## Endpoint: the project server vs stock `mlflow models serve` and a plain"
+        " `mlflow.sklearn` model (`python -m bench endpoint`)",
         "",
         f"Measured {document['measured_at']} on {document['machine']['cpus']} CPUs, model"
         f" {document['model']['name']} v{document['model']['version']}, load generator"
         f" {document['load_generator']}, {document['plan']['requests']} requests per run,"
-        f" {document['plan']['repetitions']} runs per cell, the two servers alternating. Median"
-        " (min-max) of the runs.",
+        f" {document['plan']['repetitions']} runs per cell, the servers"
+        f" ({', '.join(servers)}) taking turns. Median (min-max) of the runs.",
+        "",
+        "`stock` serves the registered version (the project's pyfunc); `sklearn` serves that"
+        " version's own fitted pipeline saved with `mlflow.sklearn.save_model` and a signature"
+        " inferred from float64 features, the simplest thing a user would deploy by hand. Both"
+        " run `mlflow models serve --env-manager local -w 1`. The runbook's row holds ints"
+        " (29, 75) and the sklearn model's schema is double, so every server gets the same row"
+        " with its values as floats; before the load all servers gave the same prediction"
+        f" ({_agreed(document['predictions'])}).",
+        "",
+        "Targets (the issue's, requests/s in one run): "
+        + ", ".join(f"project / {b} >= {t:g}x" for b, t in targets.items())
+        + ".",
+        "",
+        *verdicts(document),
         "",
         "| rows, concurrency | server | req/s | p50 ms | p99 ms | failed |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
 
-    def spread(figure: dict[str, float]) -> str:
+    def spread(figure: dict[str, float | None]) -> str:
+        if figure["median"] is None:
+            return "-"
         return f"{figure['median']:g} ({figure['min']:g}-{figure['max']:g})"
+
+    def times(value: float | None) -> str:
+        return "-" if value is None else f"{value:g}x"
 
     for name, step in document["steps"].items():
         rows, concurrency = name.removeprefix("rows_").split("_c")
-        for server in ("project", "stock"):
+        for server in servers:
             cell = step[server]
             lines.append(
                 f"| {rows}, {concurrency} | {server} | {spread(cell['rps'])} |"
                 f" {spread(cell['p50_ms'])} | {spread(cell['p99_ms'])} | {cell['failed']} |"
             )
-        lines.append(
-            f"| {rows}, {concurrency} | **project / stock** |"
-            f" **{step['ratio_rps_project_over_stock']:g}x** |"
-            f" stock p50 / project p50: {step['ratio_p50_stock_over_project']:g}x | | |"
-        )
-    put_section(path, "endpoint", lines)
+        for project in projects:
+            for baseline, target in targets.items():
+                rps = step[f"ratio_rps_{project}_over_{baseline}"]
+                met = "met" if rps is not None and rps >= target else "not met"
+                lines.append(
+                    f"| {rows}, {concurrency} | **{project} / {baseline}** | **{times(rps)}** |"
+                    f" {baseline} p50 / {project} p50:"
+                    f" {times(step[f'ratio_p50_{baseline}_over_{project}'])} |"
+                    f" target >= {target:g}x: {met} | |"
+                )
+    return lines
+
+
+def _agreed(found: Mapping[str, float]) -> str:
+    values = sorted(found.values())
+    return f"{values[0]:.12g}, spread {values[-1] - values[0]:.1e}"
+
+
+def write_markdown(document: Mapping[str, Any], path: Path) -> None:
+    """The endpoint's section of ``path`` (bench/results.md), replaced in place."""
+    put_section(path, "endpoint", render(document))
 
 
 def main() -> int:
-    """``python -m bench endpoint``: settings from WINE_MODEL_SERVER_URL, MLFLOW_TRACKING_URI,
+    """``python -m bench endpoint``: settings from WINE_MODEL_SERVER_URL (or
+    WINE_BENCH_PROJECT_URLS for several project servers), MLFLOW_TRACKING_URI,
     WINE_BENCH_REQUESTS (per run, default 2000) and WINE_BENCH_REPETITIONS (default 5)."""
     plan = Plan(
         requests=int(os.environ.get("WINE_BENCH_REQUESTS", Plan.requests)),
@@ -251,12 +516,12 @@ def main() -> int:
     )
     out = Path(__file__).parent / "results" / "endpoint.json"
     document = run(
-        os.environ.get("WINE_MODEL_SERVER_URL", "http://127.0.0.1:1234").rstrip("/"),
+        project_servers(os.environ),
         os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
         plan,
         out,
     )
     write_markdown(document, RESULTS_MD)
     print(f"wrote {out} and {RESULTS_MD}")
-    failed = sum(s[n]["failed"] for s in document["steps"].values() for n in ("project", "stock"))
+    failed = sum(s[n]["failed"] for s in document["steps"].values() for n in document["servers"])
     return 1 if failed else 0

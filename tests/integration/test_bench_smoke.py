@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from bench import cycle, dag
-from bench.endpoint import CONCURRENCY, ROWS, Plan, run
+from bench.endpoint import CONCURRENCY, ROWS, Plan, run, write_markdown
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,19 +27,27 @@ def test_endpoint_bench_runs_once_on_a_tiny_plan(stack, wine_csv, tmp_path):
 
     out = tmp_path / "endpoint.json"
     document = run(
-        stack.server_url,
+        {"project": stack.server_url},
         stack.tracking_uri,
         Plan(requests=16, repetitions=1, seconds_limit=60),
         out,
     )
     assert json.loads(out.read_text()) == document
     assert document["model"]["version"] == version
+    assert list(document["servers"]) == ["project", "stock", "sklearn"]
+    # All three served the same model: the bench refuses to measure otherwise.
+    assert max(document["predictions"].values()) - min(document["predictions"].values()) <= 1e-9
     assert set(document["steps"]) == {f"rows_{r}_c{c}" for r in ROWS for c in CONCURRENCY}
     for step in document["steps"].values():
-        for server in ("project", "stock"):
+        for server in document["servers"]:
             assert step[server]["failed"] == 0
             assert step[server]["rps"]["median"] > 0
-        assert step["ratio_rps_project_over_stock"] > 0
+            assert len(step[server]["runs"]) == 1  # each run's own figures are kept
+        for baseline in ("stock", "sklearn"):
+            assert step[f"ratio_rps_project_over_{baseline}"] > 0
+            assert step[f"ratio_p50_{baseline}_over_project"] > 0
+    write_markdown(document, tmp_path / "results.md")
+    assert "| sklearn |" in (tmp_path / "results.md").read_text()
 
 
 def test_cycle_bench_runs_every_stage_on_two_tiny_sizes(stack, wine_csv, tmp_path):

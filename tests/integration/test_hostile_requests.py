@@ -72,6 +72,14 @@ PROTOCOL = {
     "null-keeps-its-reason": (
         JSON, split([[*ROW[:-1], None]]), 400, "null or non-finite values in columns ['alcohol']",
     ),
+    "nan-keeps-its-reason": (
+        JSON, split([[*ROW[:8], float("nan"), *ROW[9:]]]), 400,
+        "null or non-finite values in columns ['pH']",
+    ),
+    "infinity-keeps-its-reason": (
+        JSON, split([[*ROW[:8], float("inf"), *ROW[9:]]]), 400,
+        "null or non-finite values in columns ['pH']",
+    ),
     "text-keeps-its-reason": (JSON, split([[*ROW[:-1], "strong"]]), 400, "'alcohol' must be"),
     "no-rows-keeps-its-reason": (JSON, split([]), 400, "0 sample(s)"),
     "boolean-keeps-its-reason": (JSON, split([[*ROW[:-1], True]]), 400, "'alcohol' must be"),
@@ -86,6 +94,11 @@ PROTOCOL = {
     "too-many-parquet-rows": (
         {"Content-Type": "application/vnd.apache.parquet"}, parquet([ROW] * 10_001), 413,
         "10001 rows",
+    ),
+    "too-many-csv-rows": (
+        {"Content-Type": "text/csv"},
+        (",".join(FEATURES) + "\n" + (",".join(map(str, ROW)) + "\n") * 10_001).encode(),
+        413, "10001 rows",
     ),
 }  # fmt: skip
 
@@ -172,6 +185,8 @@ def test_protocol_case_gets_its_4xx_with_the_reason(stack, served, kind):
     assert response.status_code == status, response.text[:500]
     assert words in response.json()["message"]
     assert "Traceback" not in response.text
+    assert 'File "' not in response.text
+    assert "unexpected error" not in response.text  # MLflow's generic sentence, not the reason
     assert_still_serving(stack, served)
     record(
         "hostile requests", kind, f"POST /invocations: {kind.replace('-', ' ')}",
@@ -211,5 +226,33 @@ def test_an_oversized_body_gets_its_413_not_a_reset(stack, served, chunked):
         )
         assert response.status_code == 413
         assert "larger than" in response.json()["message"]
+        # The body was drained before the answer, so the connection may stay open.
+        assert response.headers.get("Connection", "").lower() != "close"
         data = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
     assert_still_serving(stack, served)
+
+
+@pytest.mark.parametrize("rows", [1, 10_000])
+def test_parquet_up_to_the_row_cap_is_scored(stack, served, rows):
+    # The cap refuses 10,001 rows (PROTOCOL): the same check must let the cap itself through.
+    response = requests.post(
+        f"{stack.server_url}/invocations", data=parquet([ROW] * rows),
+        headers={"Content-Type": "application/vnd.apache.parquet"}, timeout=60,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers["X-Model-Version"] == served
+    predictions = response.json()["predictions"]
+    assert len(predictions) == rows
+    expected = requests.post(f"{stack.server_url}/invocations", json=RUNBOOK_PAYLOAD, timeout=10)
+    assert predictions[0] == pytest.approx(expected.json()["predictions"][0], abs=1e-9)
+
+
+def test_csv_up_to_the_row_cap_is_scored(stack, served):
+    # Blank lines are not rows (pandas skips them): the cap counts only what is scored.
+    csv = ",".join(FEATURES) + "\n" + (",".join(map(str, ROW)) + "\n") * 10_000 + "\n\n"
+    response = requests.post(
+        f"{stack.server_url}/invocations", data=csv, headers={"Content-Type": "text/csv"},
+        timeout=60,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text[:500]
+    assert len(response.json()["predictions"]) == 10_000

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench.cycle import (
@@ -96,23 +94,3 @@ def test_markdown_section_is_replaced_in_place_not_appended(tmp_path):
     assert "| train | 2.00 s / 400 MB | 2.00 s / 400 MB |" in text
     assert "1.00 s" not in text
     assert "| load average | 0.5-0.7 | 0.5-0.7 |" in text
-
-
-def test_the_endpoint_section_shows_every_cell_and_its_ratio(tmp_path):
-    import json
-
-    from bench.endpoint import write_markdown
-
-    document = json.loads(
-        (Path(__file__).resolve().parents[2] / "bench/results/endpoint.json").read_text()
-    )
-    path = tmp_path / "results.md"
-    path.write_text("# Bench results\n\n<!-- cycle:start -->\nkept\n<!-- cycle:end -->\n")
-    write_markdown(document, path)
-    write_markdown(document, path)  # a second run replaces the section, not appends
-    text = path.read_text()
-    assert text.count("<!-- endpoint:start -->") == 1
-    assert "kept" in text
-    step = document["steps"]["rows_1_c1"]
-    assert f"**{step['ratio_rps_project_over_stock']:g}x**" in text
-    assert text.count("| project |") == len(document["steps"])

@@ -104,6 +104,7 @@ class ModelServer:
                     return
             refusal = limits.check_json(headers, body, self.settings.max_rows)
             refusal = refusal or limits.check_parquet(headers, body, self.settings.max_rows)
+            refusal = refusal or limits.check_csv(headers, body, self.settings.max_rows)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return

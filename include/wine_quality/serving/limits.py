@@ -2,7 +2,7 @@
 
 This module owns the guards in front of MLflow's parser (a Content-Type, a body no larger than
 ``max_body_bytes`` whether declared or streamed and drained before it is refused, JSON that
-parses, no more than ``max_rows`` rows of JSON or Parquet)
+parses, no more than ``max_rows`` rows of JSON, Parquet or CSV)
 and the shape of every refusal: a short JSON ``{"error_code", "message"}`` body, one line, never a
 stack trace. Stock MLflow answers several of these requests with a 500 or reads any body whole.
 """
@@ -216,6 +216,17 @@ def check_parquet(headers: Headers, body: bytes, max_rows: int) -> Response | No
     except Exception:  # Any unreadable body: MLflow's own parser answers it.  # noqa: BLE001
         return None
     return _check_rows(rows, max_rows)
+
+
+def check_csv(headers: Headers, body: bytes, max_rows: int) -> Response | None:
+    """Refuse CSV bodies with more than ``max_rows`` rows (lines after the header).
+
+    Blank lines are not rows (pandas skips them). A quoted value spanning lines would count
+    twice; the features are numbers, so a body that has one is refused by MLflow anyway.
+    """
+    if headers.get("content-type", "").split(";")[0].strip() != "text/csv":
+        return None
+    return _check_rows(sum(1 for line in body.splitlines() if line.strip()) - 1, max_rows)
 
 
 def _check_rows(rows: int, max_rows: int) -> Response | None:
