@@ -2,6 +2,9 @@
 
 ``python -m bench [load] [endpoint] [dag] [cycle]`` (default: all four, in that order):
 
+Each writes its raw figures as JSON under bench/results/ and its section of bench/results.md, under
+an environment section (commit, machine, versions).
+
 - ``load`` writes bench/results/load.json: throughput and latency percentiles at each
   concurrency. Settings: WINE_MODEL_SERVER_URL (default http://127.0.0.1:1234),
   WINE_BENCH_SECONDS (default 20 per step).
@@ -25,12 +28,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.load import run_load
+from bench.report import RESULTS_MD, put_section
 from wine_quality.config import RUNBOOK_PAYLOAD
 
 
-def load() -> int:
-    url = os.environ.get("WINE_MODEL_SERVER_URL", "http://127.0.0.1:1234").rstrip("/")
-    seconds = float(os.environ.get("WINE_BENCH_SECONDS", "20"))
+def load(
+    url: str | None = None,
+    seconds: float | None = None,
+    out: Path = Path(__file__).parent / "results" / "load.json",
+    md: Path = RESULTS_MD,
+) -> int:
+    """The project server at concurrency 1, 4 and 8 under :func:`bench.load.run_load`."""
+    url = (url or os.environ.get("WINE_MODEL_SERVER_URL", "http://127.0.0.1:1234")).rstrip("/")
+    seconds = seconds or float(os.environ.get("WINE_BENCH_SECONDS", "20"))
     steps = {}
     for concurrency in (1, 4, 8):
         result = run_load(
@@ -39,7 +49,6 @@ def load() -> int:
         )  # fmt: skip
         steps[f"concurrency_{concurrency}"] = result.summary()
         print(concurrency, json.dumps(steps[f"concurrency_{concurrency}"]))
-    out = Path(__file__).parent / "results" / "load.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         json.dumps(
@@ -52,19 +61,73 @@ def load() -> int:
             indent=2,
         )
     )
-    print(f"wrote {out}")
+    lines = [
+        "## Load: the project server under a Python client (`python -m bench load`)",
+        "",
+        f"One run of {seconds:g} s per concurrency against {url}/invocations with the runbook's"
+        " row, from `bench.load` (threads, one `requests` session each: the client the"
+        " load-across-promotion test uses, slower than `hey`, so these are the server as a"
+        " Python caller sees it; the comparisons are in the endpoint section).",
+        "",
+        "| concurrency | req/s | p50 ms | p95 ms | p99 ms | failed | versions served |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, step in steps.items():
+        ms = step["latency_ms"]
+        lines.append(
+            f"| {name.removeprefix('concurrency_')} | {step['throughput_rps']:g} |"
+            f" {ms['p50']:g} | {ms['p95']:g} | {ms['p99']:g} | {step['failed']} |"
+            f" {', '.join(f'v{v}: {n}' for v, n in step['versions'].items())} |"
+        )
+    put_section(md, "load", lines)
+    print(f"wrote {out} and {md}")
     return 1 if any(step["failed"] for step in steps.values()) else 0
+
+
+PACKAGES = ("mlflow", "apache-airflow", "scikit-learn", "pandas", "numpy", "pyarrow",
+            "great-expectations", "scipy", "uvicorn", "starlette")  # fmt: skip
+
+
+def environment() -> None:
+    """What the figures were measured on: the section at the top of bench/results.md."""
+    import subprocess
+    from importlib import metadata
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
+        cwd=Path(__file__).parent,
+    ).stdout.strip()  # fmt: skip
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in PACKAGES)
+    put_section(
+        RESULTS_MD,
+        "environment",
+        [
+            "## Environment",
+            "",
+            f"Run of {datetime.now(UTC).isoformat(timespec='seconds')} at commit {commit or '?'}"
+            f" on {os.cpu_count()} CPUs, {memory:.1f} GB, {platform.platform()}, Python"
+            f" {platform.python_version()}; {versions}. Load average at the start:"
+            f" {', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
+        ],
+    )
 
 
 def main(argv: list[str]) -> int:
     from bench import cycle, dag, endpoint
 
-    benches = {"load": load, "endpoint": endpoint.main, "dag": dag.main, "cycle": cycle.main}
+    benches = {
+        "load": lambda: load(),
+        "endpoint": endpoint.main,
+        "dag": dag.main,
+        "cycle": cycle.main,
+    }
     chosen = argv or list(benches)
     unknown = [name for name in chosen if name not in benches]
     if unknown:
         print(f"unknown bench {unknown}; choose from {list(benches)}", file=sys.stderr)
         return 2
+    environment()
     return max(benches[name]() for name in chosen)
 
 

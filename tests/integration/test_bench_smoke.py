@@ -99,3 +99,17 @@ def test_dag_bench_runs_the_dag_the_plain_sequence_and_the_floor_once(stack, win
     # The floor DAG is removed from the metadata DB afterwards.
     listed = stack.script("airflow.sh", "cli", "dags", "list", "-o", "plain")
     assert dag.FLOOR_DAG_ID not in listed.stdout
+
+
+def test_load_bench_runs_each_concurrency_once(stack, wine_csv, tmp_path):
+    from bench.__main__ import load
+
+    if stack.served().get("version") is None:
+        code, _, output = stack.run_dag(str(wine_csv), conf={"alphas": [0.1], "l1_ratios": [0.5]})
+        assert code == 0, output[-3000:]
+    out, md = tmp_path / "load.json", tmp_path / "results.md"
+    assert load(stack.server_url, 1.0, out, md) == 0
+    steps = json.loads(out.read_text())["steps"]
+    assert set(steps) == {"concurrency_1", "concurrency_4", "concurrency_8"}
+    assert all(step["requests"] > 0 and step["failed"] == 0 for step in steps.values())
+    assert "| 8 |" in md.read_text()
