@@ -45,8 +45,10 @@ up() {
     export MLFLOW_TRACKING_URI="http://$MLFLOW_HOST:$MLFLOW_PORT"
     WINE_MODEL_SERVER_TOKEN="$(token)"
     export WINE_MODEL_SERVER_TOKEN
+    # Several workers (uvicorn's parent and its children, one process group): `stop` ends all.
     start model-server "$VENV/bin/python" -m wine_quality.serving \
-      --host "$MODEL_SERVER_HOST" --port "$MODEL_SERVER_PORT"
+      --host "$MODEL_SERVER_HOST" --port "$MODEL_SERVER_PORT" \
+      --workers "${WINE_MODEL_SERVER_WORKERS:-2}"
   )
   wait_http "http://$MODEL_SERVER_HOST:$MODEL_SERVER_PORT/served-model" 90 model-server
   log "MLflow UI: http://$MLFLOW_HOST:$MLFLOW_PORT  model server: http://$MODEL_SERVER_HOST:$MODEL_SERVER_PORT"

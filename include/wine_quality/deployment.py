@@ -94,7 +94,8 @@ def deploy(
     if response.status_code == 409:
         raise DeploymentError(f"model server reports a conflict: {response.text[:300]}")
     if response.status_code >= 500:
-        # 502 = the server could not load the model; it keeps serving the old one. Retry.
+        # 502 = the server could not load the model; it keeps serving the old one. 504 = some of
+        # its workers did not switch in time (named in the text). Retry either.
         raise ConnectionError(
             f"model server reload failed ({response.status_code}): {response.text[:300]}"
         )

@@ -477,6 +477,7 @@ def test_model_server_command(model: dict[str, Any]) -> None:
     server = services(model)["model-server"]
     assert server["command"][:3] == ["python", "-m", "wine_quality.serving"]
     assert option(server["command"], "--port") == "1234"
+    assert option(server["command"], "--workers") == "2"  # WINE_MODEL_SERVER_WORKERS unset
     assert server["healthcheck"]["test"][-1] == "http://localhost:1234/served-model"
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from tests.integration.harness import REPO, assert_gone, clean_env, free_port
+from tests.integration.harness import REPO, assert_gone, clean_env, descendants, free_port
 from wine_quality.config import MODEL_NAME, PRODUCTION_ALIAS
 
 
@@ -116,11 +116,14 @@ def running(stack: Stack, up_timeout: float = 180) -> Iterator[Stack]:
     assert up.returncode == 0, up.stdout + up.stderr
     started = stack.pids()
     assert set(started) == {"mlflow", "model-server"}
+    # The model server's workers (and uvicorn's helpers) too: `down` must leave none of them.
+    children = descendants(set(started.values())) - set(started.values())
     try:
         yield stack
     finally:
         # Tests may restart services: the first processes and the current ones must all be gone.
         pids = {**{f"first {k}": v for k, v in started.items()}, **stack.pids()}
+        pids |= {f"child {pid}": pid for pid in children}
         down = stack.script("stack.sh", "down", timeout=90)
         assert down.returncode == 0, down.stderr
         assert_gone(pids)

@@ -2,7 +2,9 @@
 
 Concurrency 8 for WINE_LOAD_SECONDS (default 60) on loopback; half way through, version 2 is
 promoted and deployed. No request may fail, and every response must be wholly one version: the
-prediction must be that version's prediction for the payload named by its X-Model-Version.
+prediction must be that version's prediction for the payload named by its X-Model-Version. The
+stack's server runs two workers, so once the deployment returns no worker may answer with the
+old version.
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ def test_no_request_fails_and_none_is_mixed_across_a_promotion(stack, settings, 
     # Once the new version answered, no request that started later got the old one.
     first_new = min(s.started for s in result.samples if s.version == new)
     assert all(s.version == new for s in result.samples if s.started > first_new + 1.0)
+    # Every worker switched before the deployment returned.
+    assert {s.version for s in result.samples if s.started > switched_at[0]} == {new}
+    workers = stack.served()["workers"]
+    assert len(workers) == 2
+    assert {w["version"] for w in workers} == {new}
     record(
         "load", "load-across-promotion",
         f"{SECONDS:g} s at concurrency 8 while version {new} is promoted and loaded",

@@ -1,9 +1,10 @@
 """``python -m wine_quality.serving``: run the model server under uvicorn.
 
-Only one worker is supported. Each process holds its own loaded model and swaps it on its own:
-with several workers a ``POST /admin/reload`` would reach one of them while the others kept
-serving the old version, and ``/served-model`` would depend on which one answered. To scale,
-run several servers behind a balancer and reload each.
+``--workers N`` (default ``WINE_MODEL_SERVER_WORKERS``, else 1) runs N uvicorn worker processes
+on one socket, to use more cores. Each holds its own model; they agree on the version through a
+state directory this process creates for them and removes at exit
+(:mod:`wine_quality.serving.workers`), so a reload reaching any one of them reaches all. With one
+worker the app runs in this process, with no shared state.
 
 Settings other than the bind address come from the environment (see ``ServerSettings``).
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
 # The server retries loading by itself every few seconds, so MLflow's default HTTP retries
 # (7, with exponential back-off: about 4 minutes) would only delay readiness and make a reload
@@ -27,6 +30,15 @@ _MLFLOW_DEFAULTS = {
 }
 # In-flight requests get this long to finish after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 20
+WORKERS_ENV = "WINE_MODEL_SERVER_WORKERS"
+
+
+def _default_workers() -> int:
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    try:
+        return int(raw) if raw else 1
+    except ValueError:
+        return 0  # Refused below with the variable's name.
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,18 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="must be 1: the served model and its swap live in one process",
+        default=_default_workers(),
+        help=f"worker processes, each serving the same version (default: ${WORKERS_ENV} or 1)",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     args = parser.parse_args(argv)
-    if args.workers != 1:
-        parser.error(
-            "--workers must be 1: each worker would hold and swap its own model, so a reload"
-            " would reach only one of them; run more servers behind a balancer instead"
-        )
+    if args.workers < 1:
+        parser.error(f"--workers (or {WORKERS_ENV}) must be a whole number of at least 1")
     return args
 
 
@@ -69,20 +78,34 @@ def main(argv: list[str] | None = None) -> int:
 
     from wine_quality.serving.app import create_app
     from wine_quality.serving.settings import ServerSettings
+    from wine_quality.serving.workers import STATE_DIR_ENV
 
     try:
-        settings = ServerSettings.from_env()
+        settings = ServerSettings.from_env()  # Checked here, so a bad value stops the start.
     except ValueError as exc:
         print(f"wine_quality.serving: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        workers=1,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), workers=1, **common)
+        return 0
+    # The workers are spawned processes: they find the directory in the environment they inherit.
+    state = tempfile.mkdtemp(prefix="wine-model-server-")
+    os.environ[STATE_DIR_ENV] = state
+    try:
+        uvicorn.run(
+            "wine_quality.serving.workers:create_worker_app",
+            factory=True,
+            workers=args.workers,
+            **common,
+        )
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
     return 0
 
 

@@ -10,7 +10,8 @@ wrapper (the request limits of :mod:`wine_quality.serving.limits` first, then th
 path of :mod:`wine_quality.serving.fast` for the common JSON requests, else the version's app),
 the ``X-Model-Version`` and ``X-Model-Name`` headers, error bodies rewritten without stack traces,
 ``GET /served-model``, ``POST /admin/reload`` behind a bearer token, a readiness answer that says
-why nothing is served, and the lifespan that starts the slot's loader.
+why nothing is served, and the lifespan that starts the slot's loader (and, with several
+workers, the loop that follows the other workers: :mod:`wine_quality.serving.workers`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wine_quality.serving import fast, limits
+from wine_quality.serving import fast, limits, workers
 from wine_quality.serving.settings import ServerSettings
 from wine_quality.serving.slot import ModelSlot, ReloadError, ServedModel
 
@@ -57,9 +58,9 @@ class ModelServer:
         control: The server's own endpoints and the lifespan (a Starlette app).
     """
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, shared: workers.SharedState | None = None) -> None:
         self.settings = settings
-        self.slot = ModelSlot(settings)
+        self.slot = ModelSlot(settings, shared)
         self.control = _control_app(self.slot)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -286,7 +287,10 @@ def _control_app(slot: ModelSlot) -> Starlette:
             }
         else:
             document = served.describe()
-        return JSONResponse({**document, "alias": slot.alias})
+        document["alias"] = slot.alias
+        if slot.shared is not None:
+            document["workers"] = await workers.describe(slot.shared)
+        return JSONResponse(document)
 
     async def reload(request: Request) -> JSONResponse:
         if not settings.token:
@@ -307,15 +311,16 @@ def _control_app(slot: ModelSlot) -> Starlette:
             return limits.error(400, "BAD_REQUEST", str(exc))
         try:
             result = await slot.sync(requested)
-        except ReloadError as exc:
-            return limits.error(exc.status, exc.code, limits.short(exc))
-        return JSONResponse(
-            {
+            document: dict[str, Any] = {
                 "version": result.version,
                 "previous_version": result.previous_version,
                 "changed": result.changed,
             }
-        )
+            if slot.shared is not None:  # Answer once every worker serves the target.
+                document |= await workers.converge(slot.shared, settings.converge_seconds)
+        except ReloadError as exc:
+            return limits.error(exc.status, exc.code, limits.short(exc, 600))
+        return JSONResponse(document)
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the exception itself; the client gets no details.
@@ -330,13 +335,20 @@ def _control_app(slot: ModelSlot) -> Starlette:
             "enabled" if settings.token else "disabled",
             f"every {settings.poll_seconds:g} s" if settings.poll_seconds else "off",
         )
-        loader = asyncio.create_task(slot.keep_in_sync(), name="model-loader")
+        tasks = [asyncio.create_task(slot.keep_in_sync(), name="model-loader")]
+        if slot.shared is not None:
+            slot.record_status()  # Counted from now on: a reload waits for this worker too.
+            follower = workers.follow_target(slot, slot.shared)
+            tasks.append(asyncio.create_task(follower, name="target-follower"))
         try:
             yield
         finally:
-            loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if slot.shared is not None:
+                slot.shared.remove_status()
 
     return Starlette(
         routes=[
@@ -380,7 +392,7 @@ def create_app(settings: ServerSettings | None = None) -> ModelServer:
         settings: What to serve; default ``ServerSettings.from_env()``.
 
     Returns:
-        The ASGI app to hand to uvicorn (one worker: the served model lives in this process).
+        The ASGI app to hand to uvicorn in this process (several workers: see ``workers``).
 
     Raises:
         ValueError: The settings from the environment are unusable.

@@ -19,6 +19,8 @@ DEFAULT_MODEL_URI = alias_uri()
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_RETRY_SECONDS = 5.0
 DEFAULT_MAX_ROWS = 10_000
+# Under the deploy step's 60-120 s wait for the reload answer, over a model load or two.
+DEFAULT_CONVERGE_SECONDS = 30.0
 
 _Number = TypeVar("_Number", int, float)
 
@@ -65,6 +67,8 @@ class ServerSettings:
         retry_seconds: While nothing is served, try to load this often
             (``WINE_MODEL_SERVER_RETRY_SECONDS``).
         max_rows: Most rows one JSON request may score (``WINE_MODEL_SERVER_MAX_ROWS``).
+        converge_seconds: With several workers, how long a reload waits for every worker to
+            serve the new version before it answers 504 (``WINE_MODEL_SERVER_CONVERGE_SECONDS``).
     """
 
     tracking_uri: str = TRACKING_URI_DEFAULT
@@ -74,6 +78,7 @@ class ServerSettings:
     poll_seconds: float = 0.0
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     max_rows: int = DEFAULT_MAX_ROWS
+    converge_seconds: float = DEFAULT_CONVERGE_SECONDS
 
     def __post_init__(self) -> None:
         parse_model_uri(self.model_uri)
@@ -85,6 +90,8 @@ class ServerSettings:
             raise ValueError("WINE_MODEL_SERVER_RETRY_SECONDS must be positive")
         if self.max_rows <= 0:
             raise ValueError("WINE_MODEL_SERVER_MAX_ROWS must be positive")
+        if self.converge_seconds <= 0:
+            raise ValueError("WINE_MODEL_SERVER_CONVERGE_SECONDS must be positive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -107,4 +114,7 @@ class ServerSettings:
                 env, "WINE_MODEL_SERVER_RETRY_SECONDS", DEFAULT_RETRY_SECONDS, float
             ),
             max_rows=_env_number(env, "WINE_MODEL_SERVER_MAX_ROWS", DEFAULT_MAX_ROWS, int),
+            converge_seconds=_env_number(
+                env, "WINE_MODEL_SERVER_CONVERGE_SECONDS", DEFAULT_CONVERGE_SECONDS, float
+            ),
         )

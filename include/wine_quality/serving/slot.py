@@ -6,6 +6,10 @@ the registry, the swap (one assignment of ``ModelSlot.current`` on the event loo
 in flight finishes on the version it started with) and the background loop that loads at start,
 retries while nothing is served and, if asked, follows the alias. A reload that fails leaves what
 is served unchanged and says why (``ReloadError`` and its kinds).
+
+In a server with several workers the slot also takes part in their agreement
+(:mod:`wine_quality.serving.workers`): what it resolves it publishes before swapping, and it
+adopts what other workers published.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.pyfunc import PyFuncModel
     from starlette.types import ASGIApp
+
+    from wine_quality.serving.workers import SharedState, Target
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +114,11 @@ class ModelSlot:
     after another.
     """
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, shared: SharedState | None = None) -> None:
         self.settings = settings
+        # The other workers' agreement; None in a single-worker server.
+        self.shared = shared
+        self.generation = 0  # The newest shared target this worker serves.
         self.name, self.alias = parse_model_uri(settings.model_uri)
         self.current: ServedModel | None = None
         self.reason = "starting: no model loaded yet"
@@ -138,6 +148,8 @@ class ModelSlot:
         async with self._lock:
             previous = self.current
             previous_version = previous.version if previous else None
+            # When this worker began to ask: what orders its answer against the other workers'.
+            resolved_at = time.clock_gettime(time.CLOCK_MONOTONIC)
             try:
                 target = await asyncio.to_thread(self._resolve)
             except Exception as exc:
@@ -153,37 +165,122 @@ class ModelSlot:
                     f"alias {self.alias!r} points to version {target_version}, not {requested};"
                     " the server serves only the alias target"
                 )
+            unchanged = SyncResult(previous_version, previous_version, changed=False)
             if target is None:
                 self._set_reason(f"no version of {self.name} has the alias {self.alias!r}")
+                if not await self._publish(None, resolved_at):
+                    return unchanged
                 if previous is not None:
                     # The server serves the alias target, and there is none any more.
                     self.current = None
                     logger.warning(
                         "unloaded %s version %s: alias removed", self.name, previous_version
                     )
+                self.record_status()
                 return SyncResult(None, previous_version, changed=previous is not None)
             if target_version == previous_version:
-                return SyncResult(target_version, previous_version, changed=False)
+                if await self._publish(target_version, resolved_at):
+                    self.record_status()
+                return unchanged
             try:
                 served = await asyncio.to_thread(self._load, target)
             # A model's own code may raise anything while loading; the old version stays served.
             except Exception as exc:
-                message = f"could not load version {target_version}: {short(exc, 200)}"
-                if self._failed_version != target_version:
-                    logger.exception("loading %s version %s failed", self.name, target_version)
-                else:
-                    logger.warning("%s", message)
-                self._failed_version = target_version
-                if previous is None:
-                    self._set_reason(message)
-                raise LoadFailed(message) from exc
+                raise self._load_failed(target_version, exc) from exc
+            if not await self._publish(target_version, resolved_at):
+                served.workdir.cleanup()  # A newer answer is published; the follow loop takes it.
+                return unchanged
             self.current = served  # The swap: one assignment, on the event loop.
             self._failed_version = None
+            self.record_status()
             logger.info(
                 "serving %s version %s (run %s, was %s)",
                 self.name, served.version, served.run_id, previous_version,
             )  # fmt: skip
             return SyncResult(served.version, previous_version, changed=True)
+
+    def _load_failed(self, version: str, exc: Exception) -> LoadFailed:
+        """The error for a failed load, logged with its traceback once per version."""
+        message = f"could not load version {version}: {short(exc, 200)}"
+        if self._failed_version != version:
+            logger.error("loading %s version %s failed", self.name, version, exc_info=exc)
+        else:
+            logger.warning("%s", message)
+        self._failed_version = version
+        if self.current is None:
+            self._set_reason(message)
+        return LoadFailed(message)
+
+    async def _publish(self, version: str | None, resolved_at: float) -> bool:
+        """Whether this worker may serve ``version``: always alone; with other workers, only if
+        no resolution that began later named another version (see ``workers``)."""
+        if self.shared is None:
+            return True
+        target = await asyncio.to_thread(self.shared.publish, version, resolved_at)
+        if target.version != version:
+            return False
+        self.generation = target.generation
+        return True
+
+    async def adopt(self, target: Target) -> None:
+        """Serve what another worker published: its pinned version, not the alias's answer now.
+
+        Raises:
+            LoadFailed: The version could not be loaded; what is served stays, and the status
+                file says why (the reload that waits for this worker names it).
+        """
+        async with self._lock:
+            if target.generation <= self.generation:
+                return  # This worker published it, or already follows a newer one.
+            served_version = self.current.version if self.current else None
+            if target.version is None and self.current is not None:
+                self.current = None
+                self._set_reason(f"no version of {self.name} has the alias {self.alias!r}")
+                logger.warning("unloaded %s version %s: alias removed", self.name, served_version)
+            elif target.version is not None and target.version != served_version:
+                try:
+                    pinned = await asyncio.to_thread(self._pinned, target.version)
+                    served = await asyncio.to_thread(self._load, pinned)
+                except Exception as exc:
+                    error = self._load_failed(target.version, exc)
+                    self.record_status(error=str(error))
+                    raise error from exc
+                if await self._overtaken(target):
+                    served.workdir.cleanup()  # Already outdated: never swap to an older target.
+                    return
+                self.current = served  # The swap, as in ``sync``.
+                self._failed_version = None
+                logger.info(
+                    "serving %s version %s (published by worker %s, was %s)",
+                    self.name, served.version, target.by_pid, served_version,
+                )  # fmt: skip
+            self.generation = target.generation
+            self.record_status()
+
+    async def _overtaken(self, target: Target) -> bool:
+        """Whether a newer target names another version: then never swap to this older one."""
+        if self.shared is None:
+            return False
+        newest = await asyncio.to_thread(self.shared.read_target)
+        return (
+            newest is not None
+            and newest.generation > target.generation
+            and newest.version != target.version
+        )
+
+    def record_status(self, error: str | None = None) -> None:
+        """Tell the other workers what this one serves (no-op in a single-worker server)."""
+        if self.shared is not None:
+            version = self.current.version if self.current else None
+            self.shared.write_status(version, self.generation, error)
+
+    def _pinned(self, version: str) -> ModelVersion:
+        from mlflow import MlflowClient
+
+        uri = self.settings.tracking_uri
+        return MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(
+            self.name, version
+        )
 
     def _resolve(self) -> ModelVersion | None:
         from mlflow import MlflowClient
