@@ -47,6 +47,8 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ROWS = (1, 100)
 CONCURRENCY = (1, 8)
 PROJECT = "project"
+# The one-worker project server the bench starts itself, next to the stack's.
+ONE_WORKER = "project-1w"
 # The baselines, in the order they are measured, each with the issue's target for
 # project requests/s over its requests/s, measured in one run.
 TARGETS: dict[str, float] = {"stock": 5.0, "sklearn": 2.0}
@@ -165,6 +167,48 @@ def start_mlflow_serve(model: str, tracking_uri: str, log: Path) -> tuple[subpro
         time.sleep(0.5)
     stop(process)
     raise RuntimeError(f"mlflow models serve of {model} did not answer within 180 s: see {log}")
+
+
+def start_project_server(
+    tracking_uri: str, log: Path, *, workers: int = 1
+) -> tuple[subprocess.Popen, str]:
+    """Another project server (``python -m wine_quality.serving``) with ``workers`` workers on
+    a free loopback port, once it serves a version: the same code at another worker count.
+
+    It follows the production alias as the stack's does, without a reload token."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "WINE_MODEL_SERVER_TOKEN"}
+    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parents[1] / "include"), env.get("PYTHONPATH"))
+        if p
+    )  # fmt: skip
+    cmd = [sys.executable, "-m", "wine_quality.serving", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
+    with log.open("ab") as out:
+        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the {workers}-worker project server exited: see {log}")
+        try:
+            if requests.get(f"{url}/served-model", timeout=2).json().get("version"):
+                return process, url
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(0.5)
+    stop(process)
+    raise RuntimeError(f"the {workers}-worker project server served nothing in 180 s: see {log}")
+
+
+def worker_counts(projects: Mapping[str, str]) -> dict[str, int]:
+    """How many worker processes each project server reports (1 when it lists none)."""
+    return {
+        name: len(requests.get(f"{url}/served-model", timeout=10).json().get("workers") or [1])
+        for name, url in projects.items()
+    }
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -349,7 +393,14 @@ def served_version(projects: Mapping[str, str]) -> str:
     return next(iter(versions.values()))
 
 
-def run(projects: Mapping[str, str], tracking_uri: str, plan: Plan, out: Path) -> dict[str, Any]:
+def run(
+    projects: Mapping[str, str],
+    tracking_uri: str,
+    plan: Plan,
+    out: Path,
+    *,
+    one_worker: bool = False,
+) -> dict[str, Any]:
     """Measure the project servers against stock and plain-sklearn serving of their version.
 
     Args:
@@ -357,6 +408,8 @@ def run(projects: Mapping[str, str], tracking_uri: str, plan: Plan, out: Path) -
         tracking_uri: The MLflow server that holds the registered version.
         plan: How much load.
         out: Where the JSON document is written.
+        one_worker: Also start a one-worker project server (``project-1w``) and measure it in
+            the same turns: what the stack's workers add at concurrency 8.
 
     Returns:
         The document written to ``out``.
@@ -365,13 +418,19 @@ def run(projects: Mapping[str, str], tracking_uri: str, plan: Plan, out: Path) -
         RuntimeError: A project server serves nothing, a baseline did not start, or the servers
             do not agree on the one-row prediction.
     """
-    version = served_version(projects)
+    projects = dict(projects)
     with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as tmp:
         workdir = Path(tmp)
-        sklearn_dir = save_sklearn_model(tracking_uri, version, workdir)
-        baselines = {"stock": model_uri(version), "sklearn": str(sklearn_dir)}
         started: list[subprocess.Popen] = []
         try:
+            if one_worker:
+                process, url = start_project_server(tracking_uri, workdir / "project-1w.log")
+                started.append(process)
+                projects[ONE_WORKER] = url
+            version = served_version(projects)
+            workers = worker_counts(projects)
+            sklearn_dir = save_sklearn_model(tracking_uri, version, workdir)
+            baselines = {"stock": model_uri(version), "sklearn": str(sklearn_dir)}
             servers = dict(projects)
             for name, model in baselines.items():
                 process, url = start_mlflow_serve(model, tracking_uri, workdir / f"{name}.log")
@@ -388,7 +447,10 @@ def run(projects: Mapping[str, str], tracking_uri: str, plan: Plan, out: Path) -
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "model": {"name": MODEL_NAME, "version": version},
         "servers": {
-            **{name: {"role": "project", "url": url} for name, url in projects.items()},
+            **{
+                name: {"role": "project", "url": url, "workers": workers[name]}
+                for name, url in projects.items()
+            },
             "stock": {"role": "baseline", "serves": baselines["stock"]},
             "sklearn": {"role": "baseline", "serves": f"mlflow.sklearn model of v{version}"},
         },
@@ -429,6 +491,30 @@ def verdicts(document: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def scaling(document: Mapping[str, Any]) -> list[str]:
+    """How each project server scales from concurrency 1 to 8 (one row), and what its workers
+    add over the one-worker server at concurrency 8."""
+    steps, servers = document["steps"], document["servers"]
+    if "rows_1_c1" not in steps or "rows_1_c8" not in steps:
+        return []
+    lines = []
+    for name, server in servers.items():
+        if server["role"] != "project":
+            continue
+        c1, c8 = (steps[f"rows_1_c{c}"][name]["rps"]["median"] for c in (1, 8))
+        line = (
+            f"- {name} ({server.get('workers', 1)} worker(s)): one row, concurrency 8 / 1:"
+            f" {c8 / c1:.2f}x requests/s"
+            if c1 and c8
+            else f"- {name}: no figure"
+        )
+        one = steps["rows_1_c8"].get(ONE_WORKER, {}).get("rps", {}).get("median")
+        if name != ONE_WORKER and one and c8:
+            line += f"; over {ONE_WORKER} at concurrency 8: {c8 / one:.2f}x"
+        lines.append(line + ".")
+    return lines
+
+
 def _step_label(name: str) -> str:
     rows, concurrency = name.removeprefix("rows_").split("_c")
     return f"{rows} rows, concurrency {concurrency}"
@@ -462,6 +548,7 @@ def render(document: Mapping[str, Any]) -> list[str]:
         + ".",
         "",
         *verdicts(document),
+        *scaling(document),
         "",
         "| rows, concurrency | server | req/s | p50 ms | p99 ms | failed |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -509,7 +596,8 @@ def write_markdown(document: Mapping[str, Any], path: Path) -> None:
 def main() -> int:
     """``python -m bench endpoint``: settings from WINE_MODEL_SERVER_URL (or
     WINE_BENCH_PROJECT_URLS for several project servers), MLFLOW_TRACKING_URI,
-    WINE_BENCH_REQUESTS (per run, default 2000) and WINE_BENCH_REPETITIONS (default 5)."""
+    WINE_BENCH_REQUESTS (per run, default 2000), WINE_BENCH_REPETITIONS (default 5) and
+    WINE_BENCH_ONE_WORKER (default 1: also start and measure a one-worker project server)."""
     plan = Plan(
         requests=int(os.environ.get("WINE_BENCH_REQUESTS", Plan.requests)),
         repetitions=int(os.environ.get("WINE_BENCH_REPETITIONS", Plan.repetitions)),
@@ -520,6 +608,9 @@ def main() -> int:
         os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
         plan,
         out,
+        # Unless the servers are named by hand, a one-worker server is measured alongside.
+        one_worker=not os.environ.get("WINE_BENCH_PROJECT_URLS")
+        and os.environ.get("WINE_BENCH_ONE_WORKER", "1") != "0",
     )
     write_markdown(document, RESULTS_MD)
     print(f"wrote {out} and {RESULTS_MD}")

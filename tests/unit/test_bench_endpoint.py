@@ -14,6 +14,7 @@ from bench.endpoint import (
     project_servers,
     ratios,
     render,
+    scaling,
     summarise,
     verdicts,
     write_markdown,
@@ -178,3 +179,18 @@ def test_the_section_is_replaced_in_place_next_to_the_others(tmp_path):
     assert text.count("<!-- endpoint:start -->") == text.count("<!-- endpoint:end -->") == 1
     assert "kept" in text
     assert "not met" not in text
+
+
+def test_scaling_says_concurrency_8_over_1_and_what_the_workers_add():
+    document = _document(500.0)
+    document["servers"]["project"]["workers"] = 2
+    document["servers"]["project-1w"] = {"role": "project", "url": "http://x", "workers": 1}
+    document["steps"]["rows_1_c1"]["project-1w"] = _cell(900.0, 1.0)
+    document["steps"]["rows_1_c8"]["project"] = _cell(1800.0, 4.0)
+    document["steps"]["rows_1_c8"]["project-1w"] = _cell(1200.0, 6.0)
+    assert scaling(document) == [
+        "- project (2 worker(s)): one row, concurrency 8 / 1: 1.80x requests/s;"
+        " over project-1w at concurrency 8: 1.50x.",
+        "- project-1w (1 worker(s)): one row, concurrency 8 / 1: 1.33x requests/s.",
+    ]
+    assert scaling({**document, "steps": {}}) == []
