@@ -46,7 +46,7 @@ LOCK_FILE = "target.lock"
 STATUS_PREFIX = "worker-"
 # How often a worker looks for a new target: one stat() per round, so cheap; it bounds how long
 # the other workers lag behind the one that took the reload.
-FOLLOW_SECONDS = 0.15
+FOLLOW_SECONDS = 0.05
 # After a failed load of the target, wait this long before the next attempt.
 FOLLOW_RETRY_SECONDS = 1.0
 
