@@ -22,6 +22,7 @@ from wine_quality import config
 from wine_quality.config import FEATURES, PRODUCTION_ALIAS, TARGET
 from wine_quality.holdout import SPLIT_RULE, holdout_digest, in_holdout, load_holdout, row_groups
 from wine_quality.registry import alias_version
+from wine_quality.runtime import preload
 from wine_quality.tracking import using
 from wine_quality.training import Candidate, regression_metrics
 
@@ -252,6 +253,8 @@ def compare_with_production(
     from wine_quality.lineage import LineageError, version_training_data
     from wine_quality.stats import paired_bootstrap_delta_rmse
 
+    # What scoring two models, the interval, drift and the plots import, in one pass.
+    preload("mlflow.pyfunc", "sklearn.pipeline", "scipy.stats", "matplotlib.figure")
     with using(tracking_uri) as mlflow_client:
         current = None
         if candidate.snapshot_uri and candidate.split_rule.startswith(f"{SPLIT_RULE}:"):

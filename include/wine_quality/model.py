@@ -19,6 +19,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from wine_quality.config import FEATURES
+from wine_quality.runtime import preload
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
@@ -46,6 +47,7 @@ def _skops_io() -> ModuleType:
             category=FutureWarning,
             module=r"skops\.io\._utils",
         )
+        preload("skops.io")
         import skops.io as sio
     return sio
 

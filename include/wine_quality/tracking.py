@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from wine_quality.runtime import preload
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -22,6 +24,7 @@ _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 def client(tracking_uri: str) -> MlflowClient:
     """A client for the tracking server at ``tracking_uri`` and its registry (the same server)."""
+    preload("mlflow")
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -34,6 +37,7 @@ def using(tracking_uri: str) -> Iterator[MlflowClient]:
     On exit the process-wide URIs and their environment variables are what they were before, so
     a caller (a test, a task calling two servers) never inherits another block's server.
     """
+    preload("mlflow")
     import mlflow
 
     saved = {name: os.environ.get(name) for name in _URI_VARIABLES}

@@ -30,6 +30,7 @@ from wine_quality.holdout import (
     split_rule,
     write_holdout,
 )
+from wine_quality.runtime import preload
 from wine_quality.tracking import ensure_experiment, using
 
 if TYPE_CHECKING:
@@ -430,6 +431,7 @@ def train_from_snapshot(
         airflow_run_id: Airflow run id (tag, and the idempotency key).
         s3_client: boto3 S3 client for an ``s3://`` snapshot.
     """
+    preload("mlflow.pyfunc", "sklearn.pipeline", "sklearn.linear_model", "sklearn.model_selection")
     frame = load_snapshot(ingested.snapshot_uri, ingested.sha256, s3_client=s3_client)
     return train_and_register(
         tracking_uri=tracking_uri,

@@ -22,6 +22,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from wine_quality.config import COLUMNS, MIN_ROWS, TARGET
+from wine_quality.runtime import preload
 from wine_quality.validation.report import ValidationReport, build_report
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ def build_suite(min_rows: int = MIN_ROWS) -> ExpectationSuite:
         A new suite, not attached to any data context.
     """
     _quiet_gx_environment()
+    preload("great_expectations")
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -150,6 +152,7 @@ def validate_frame(df: pd.DataFrame, *, min_rows: int = MIN_ROWS) -> ValidationR
         The report; call ``raise_for_failure()`` on it to stop on bad data.
     """
     _quiet_gx_environment()
+    preload("great_expectations")
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
