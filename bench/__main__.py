@@ -41,6 +41,7 @@ def load(
     """The project server at concurrency 1, 4 and 8 under :func:`bench.load.run_load`."""
     url = (url or os.environ.get("WINE_MODEL_SERVER_URL", "http://127.0.0.1:1234")).rstrip("/")
     seconds = seconds or float(os.environ.get("WINE_BENCH_SECONDS", "20"))
+    print(f"load: {url} serves version {wait_for_version(url)}", flush=True)
     steps = {}
     for concurrency in (1, 4, 8):
         result = run_load(
@@ -82,6 +83,30 @@ def load(
     put_section(md, "load", lines)
     print(f"wrote {out} and {md}")
     return 1 if any(step["failed"] for step in steps.values()) else 0
+
+
+def wait_for_version(url: str, timeout: float = 180.0) -> str:
+    """The version the server at ``url`` serves, once it serves one (a server just started
+    answers before its model is loaded, and every request until then would fail).
+
+    Raises:
+        RuntimeError: Nothing is served after ``timeout`` seconds.
+    """
+    import time
+
+    import requests
+
+    deadline, reason = time.monotonic() + timeout, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            served = requests.get(f"{url}/served-model", timeout=5).json()
+            if served.get("version"):
+                return str(served["version"])
+            reason = served.get("reason") or "no version"
+        except (requests.RequestException, ValueError) as exc:
+            reason = str(exc)
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} serves no model after {timeout:g} s ({reason}): make run first")
 
 
 PACKAGES = ("mlflow", "apache-airflow", "scikit-learn", "pandas", "numpy", "pyarrow",

@@ -302,9 +302,9 @@ def write_markdown(document: dict[str, Any], path: Path) -> None:
 
 
 def main() -> int:
-    """``python -m bench dag``: WINE_BENCH_DAG_REPETITIONS (default 3); the data is
+    """``python -m bench dag``: WINE_BENCH_DAG_REPETITIONS (default 5); the data is
     WINE_BENCH_DATA, else the shared copy of the UCI file."""
-    repetitions = int(os.environ.get("WINE_BENCH_DAG_REPETITIONS", "3"))
+    repetitions = int(os.environ.get("WINE_BENCH_DAG_REPETITIONS", "5"))
     source = Path(os.environ.get("WINE_BENCH_DATA") or SHARED_DATA)
     out = RESULTS / "dag.json"
     document = run(repetitions, source=source, env=os.environ, out=out)
