@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,22 +151,34 @@ def start_mlflow_serve(model: str, tracking_uri: str, log: Path) -> tuple[subpro
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     cmd = [mlflow, "models", "serve", "-m", model,
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
-    with log.open("ab") as out:
-        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        return requests.get(f"{url}/ping", timeout=2).status_code == 200
+
+    return spawn_until(cmd, env, log, ready, f"mlflow models serve of {model}"), url
+
+
+def spawn_until(
+    cmd: list[str], env: Mapping[str, str], log: Path, ready: Callable[[], bool], what: str
+) -> subprocess.Popen:
+    """Start ``cmd`` in its own process group (output to ``log``) and return it once
+    ``ready()`` is true; stop it and raise if it exits or is not ready within 180 s."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow models serve of {model} exited: see {log}")
+            raise RuntimeError(f"{what} exited: see {log}")
         try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return process, url
-        except requests.RequestException:
+            if ready():
+                return process
+        except (requests.RequestException, ValueError):
             pass
         time.sleep(0.5)
     stop(process)
-    raise RuntimeError(f"mlflow models serve of {model} did not answer within 180 s: see {log}")
+    raise RuntimeError(f"{what} was not ready within 180 s: see {log}")
 
 
 def start_project_server(
@@ -185,22 +197,12 @@ def start_project_server(
     )  # fmt: skip
     cmd = [sys.executable, "-m", "wine_quality.serving", "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
-    with log.open("ab") as out:
-        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the {workers}-worker project server exited: see {log}")
-        try:
-            if requests.get(f"{url}/served-model", timeout=2).json().get("version"):
-                return process, url
-        except (requests.RequestException, ValueError):
-            pass
-        time.sleep(0.5)
-    stop(process)
-    raise RuntimeError(f"the {workers}-worker project server served nothing in 180 s: see {log}")
+
+    def ready() -> bool:
+        return bool(requests.get(f"{url}/served-model", timeout=2).json().get("version"))
+
+    return spawn_until(cmd, env, log, ready, f"the {workers}-worker project server"), url
 
 
 def worker_counts(projects: Mapping[str, str]) -> dict[str, int]:
