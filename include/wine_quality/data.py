@@ -16,20 +16,24 @@ import contextlib
 import hashlib
 import io
 import logging
-import os
 import re
-import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from wine_quality.config import MB
 from wine_quality.csv_parse import Scan, count_rows, read_csv_file, too_large
 from wine_quality.errors import DataSourceError
+from wine_quality.storage import (
+    CHUNK_BYTES,
+    exists,
+    publish_once,
+    s3_client_or_default,
+    split_s3,
+    staged,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,9 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FILENAME = "winequality-red.csv"
-CHUNK_BYTES = 8 * MB
-# S3 objects above this are uploaded in parts of this size: a part is the most held in memory.
-MULTIPART_BYTES = 64 * MB
 
 
 @dataclass(frozen=True)
@@ -57,21 +58,6 @@ class IngestResult:
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def _s3(client: Any | None) -> Any:
-    if client is not None:
-        return client
-    import boto3
-
-    # Outside Airflow (scripts, tests) boto3 reads keys and the endpoint (AWS_ENDPOINT_URL_S3,
-    # for MinIO or moto) from its usual environment variables and config files.
-    return boto3.client("s3")
 
 
 def _default_max_bytes() -> int:
@@ -123,8 +109,8 @@ def _open_source(
 
             yield chunks(), int(length) if known else None
     elif scheme == "s3":
-        bucket, key = _split_s3(uri)
-        client = _s3(s3_client)
+        bucket, key = split_s3(uri)
+        client = s3_client_or_default(s3_client)
         try:
             obj = client.get_object(Bucket=bucket, Key=key)
         except client.exceptions.NoSuchKey as exc:
@@ -223,106 +209,6 @@ def read_bytes(
     return buffer.getvalue()
 
 
-def write_once(uri: str, data: bytes, *, s3_client: Any | None = None) -> bool:
-    """Write ``data`` to ``uri`` unless an object is already there.
-
-    Returns:
-        True if written, False if an object already existed (it is left untouched).
-    """
-    with _staged(uri) as tmp:
-        tmp.write(data)
-        tmp.close()
-        return publish_once(Path(tmp.name), uri, s3_client=s3_client)
-
-
-def publish_once(path: Path, uri: str, *, s3_client: Any | None = None) -> bool:
-    """Make the file at ``path`` the object at ``uri``, unless an object is already there.
-
-    Locally the file is hard-linked into place (no copy, and no reader ever sees a half-written
-    snapshot); in S3 it is uploaded with ``If-None-Match: *``, in parts when it is large.
-
-    Returns:
-        True if published, False if an object already existed (it is left untouched).
-    """
-    if uri.startswith("s3://"):
-        return _upload_once(path, uri, _s3(s3_client))
-    target = Path(uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(path, target)
-    except FileExistsError:
-        return False
-    except OSError:
-        # A file system without hard links: an exclusive create, then a streamed copy.
-        try:
-            with target.open("xb") as out, path.open("rb") as source:
-                shutil.copyfileobj(source, out, CHUNK_BYTES)
-        except FileExistsError:
-            return False
-    return True
-
-
-def _precondition_failed(exc: Exception) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict")
-
-
-def _upload_once(path: Path, uri: str, client: Any) -> bool:
-    bucket, key = _split_s3(uri)
-    size = path.stat().st_size
-    if size <= MULTIPART_BYTES:
-        try:
-            with path.open("rb") as body:
-                # IfNoneMatch makes the create conditional on stores that support it (S3, MinIO).
-                client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
-        except client.exceptions.ClientError as exc:
-            if _precondition_failed(exc):
-                return False
-            raise
-        return True
-    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-    try:
-        parts = []
-        with path.open("rb") as source:
-            for number, part in enumerate(iter(lambda: source.read(MULTIPART_BYTES), b""), 1):
-                etag = client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part
-                )["ETag"]
-                parts.append({"ETag": etag, "PartNumber": number})
-        # The condition is checked when the parts become the object: one writer wins.
-        client.complete_multipart_upload(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},
-            IfNoneMatch="*",
-        )
-    except client.exceptions.ClientError as exc:
-        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-        if _precondition_failed(exc):
-            return False
-        raise
-    except BaseException:
-        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-        raise
-    return True
-
-
-def exists(uri: str, *, s3_client: Any | None = None) -> bool:
-    """Whether an object exists at ``uri``."""
-    if uri.startswith("s3://"):
-        bucket, key = _split_s3(uri)
-        client = _s3(s3_client)
-        try:
-            client.head_object(Bucket=bucket, Key=key)
-        except client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
-    return Path(uri).is_file()
-
-
 def snapshot_uri(staging_uri: str, snapshot_key: str) -> str:
     """Where the raw snapshot for ``snapshot_key`` (e.g. the logical date) lives."""
     safe_key = re.sub(r"[^A-Za-z0-9._=-]+", "_", snapshot_key).strip("_") or "manual"
@@ -380,7 +266,7 @@ def ingest(
         limit = _default_max_bytes() if max_source_bytes is None else max_source_bytes
         stream = _checked_stream(source_uri, timeout=timeout, s3_client=s3_client, max_bytes=limit)
         # The source first: a missing one is refused before anything is created in staging.
-        with stream as (chunks, scan), _staged(target) as tmp:
+        with stream as (chunks, scan), staged(target) as tmp:
             for chunk in chunks:
                 tmp.write(chunk)
             tmp.close()
@@ -408,23 +294,6 @@ def ingest(
         " (reused snapshot)" if result.reused else "",
     )
     return result
-
-
-@contextlib.contextmanager
-def _staged(target: str) -> Iterator[Any]:
-    """A temporary file to stream the source into: beside a local snapshot (so it can be linked
-    into place), in the system's temporary folder for an S3 one; always removed afterwards."""
-    folder = None
-    if "://" not in target:
-        folder = Path(target).parent
-        folder.mkdir(parents=True, exist_ok=True)
-    name = f".{SNAPSHOT_FILENAME}.{uuid.uuid4().hex}.partial"
-    path = Path(folder or tempfile.gettempdir()) / name
-    try:
-        with path.open("xb") as handle:
-            yield handle
-    finally:
-        path.unlink(missing_ok=True)
 
 
 def load_snapshot(

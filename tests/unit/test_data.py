@@ -11,19 +11,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from wine_quality import data
+from wine_quality import data, storage
 from wine_quality.config import COLUMNS, DEFAULT_MAX_SOURCE_MB, FEATURES, TARGET, Settings
 from wine_quality.csv_parse import decode_csv, parse_csv
-from wine_quality.data import (
-    SNAPSHOT_FILENAME,
-    ingest,
-    load_snapshot,
-    publish_once,
-    read_bytes,
-    snapshot_uri,
-    write_once,
-)
+from wine_quality.data import SNAPSHOT_FILENAME, ingest, load_snapshot, read_bytes, snapshot_uri
 from wine_quality.errors import DataSourceError, SettingsError
+from wine_quality.storage import publish_once, write_once
 
 EXPECTED_SHA = "4a402cf041b025d4566d954c3b9ba8635a3a8a01e039005d97d6a710278cf05e"
 
@@ -206,7 +199,7 @@ def test_s3_source_and_staging_stream_through_multipart_and_stay_write_once(
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setattr(data, "MULTIPART_BYTES", 5 * 1024 * 1024)  # S3's smallest part
+    monkeypatch.setattr(storage, "MULTIPART_BYTES", 5 * 1024 * 1024)  # S3's smallest part
     grown = _grown(wine_csv, 80)  # 6.7 MB: two parts
     with mock_aws():
         client = boto3.client("s3")
