@@ -23,8 +23,9 @@ from wine_quality.config import FEATURES, PRODUCTION_ALIAS, TARGET
 from wine_quality.holdout import SPLIT_RULE, holdout_digest, in_holdout, load_holdout, row_groups
 from wine_quality.registry import alias_version
 from wine_quality.runtime import preload
+from wine_quality.search import regression_metrics
 from wine_quality.tracking import using
-from wine_quality.training import Candidate, regression_metrics
+from wine_quality.training import Candidate
 
 if TYPE_CHECKING:
     from wine_quality.stats import DeltaInterval

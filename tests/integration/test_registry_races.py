@@ -10,8 +10,9 @@ from tests.reliability import record
 from wine_quality import config
 from wine_quality.errors import PromotionConflictError
 from wine_quality.registry import LOCK_NAME, Promotion, alias_version, promote, registry_lock
+from wine_quality.search import TrainingConfig
 from wine_quality.tracking import client
-from wine_quality.training import TrainingConfig, train_and_register
+from wine_quality.training import train_and_register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GRID = TrainingConfig(alphas=(0.1,), l1_ratios=(0.5,), cv_folds=2)

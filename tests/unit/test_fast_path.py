@@ -18,9 +18,9 @@ from wine_quality.model import (
     model_signature,
     save_pipeline,
 )
+from wine_quality.search import TrainingConfig, fit
 from wine_quality.serving.fast import FastScorer
 from wine_quality.serving.limits import is_json
-from wine_quality.training import TrainingConfig, fit
 
 ROW = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]
 MAX_ROWS = 10_000

@@ -21,6 +21,7 @@ MODULES = (
     "wine_quality.lineage", "wine_quality.evaluation", "wine_quality.model_card",
     "wine_quality.stats", "wine_quality.approval", "wine_quality.data_source",
     "wine_quality.holdout", "wine_quality.csv_parse", "wine_quality.decision_record",
+    "wine_quality.search", "wine_quality.storage", "wine_quality.training", "wine_quality.data",
 )  # fmt: skip
 
 

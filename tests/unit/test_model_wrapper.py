@@ -16,7 +16,7 @@ from wine_quality.model import (
     save_pipeline,
     to_feature_frame,
 )
-from wine_quality.training import TrainingConfig, fit
+from wine_quality.search import TrainingConfig, fit
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "include" / "wine_quality"
 ROW = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]

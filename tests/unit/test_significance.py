@@ -13,8 +13,8 @@ import pytest
 from wine_quality.config import FEATURES, TARGET
 from wine_quality.evaluation import PromotionPolicy, decide
 from wine_quality.holdout import split_holdout
+from wine_quality.search import TrainingConfig, fit, regression_metrics
 from wine_quality.stats import paired_bootstrap_delta_rmse
-from wine_quality.training import TrainingConfig, fit, regression_metrics
 
 POLICY = PromotionPolicy(max_rmse=0.8, min_r2=0.25, min_improvement=0.005)
 GRID = TrainingConfig(alphas=(0.01,), l1_ratios=(0.5,), cv_folds=3)

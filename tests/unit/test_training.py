@@ -17,13 +17,8 @@ from wine_quality.holdout import (
     split_rule,
     write_holdout,
 )
-from wine_quality.training import (
-    TrainingConfig,
-    dataset_input,
-    fit,
-    regression_metrics,
-    search_sample,
-)
+from wine_quality.search import TrainingConfig, fit, regression_metrics, search_sample
+from wine_quality.training import dataset_input
 
 SMALL_GRID = TrainingConfig(alphas=(0.01, 0.1), l1_ratios=(0.5, 1.0), cv_folds=3)
 
