@@ -103,42 +103,44 @@ def build_suite(min_rows: int = MIN_ROWS) -> ExpectationSuite:
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name=SUITE_NAME)
+    # Collected first and given to the suite whole: adding to a suite one by one asks GX's
+    # current data context whether it is saved, so it needed a context that exists.
+    expectations: list[Any] = []
     # Risk: a column is missing, added, renamed or moved. The model and the serving payload
     # address features by name and position, so the layout must match exactly. This is also
     # the only check that sees a change of case ("ph" for "pH"): GX resolves the column of every
     # per-column expectation case-insensitively, even on pandas.
-    suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(COLUMNS)))
+    expectations.append(gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(COLUMNS)))
     # Risk: a truncated download or a partial extract that would train a worse model quietly.
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=None))
+    expectations.append(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=None))
     for column in COLUMNS:
         # Risk: text in a numeric column (a unit, a decimal comma) makes pandas read the whole
         # column as text, and training would fail or coerce it silently. ("n/a" and "NA" are
         # read as empty cells, which the next check catches.)
-        suite.add_expectation(
+        expectations.append(
             gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=list(NUMERIC_DTYPES))
         )
         # Risk: empty cells; ElasticNet cannot fit on NaN and imputing would invent data.
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
     for column, (low, high) in FEATURE_BOUNDS.items():
         # Risk: physically impossible values (sign flips, unit slips, sentinels, inf), which
         # pull a linear model far more than any real wine could. Bounds are documented above.
-        suite.add_expectation(
+        expectations.append(
             gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
         )
     # Risk: a score outside the 0-10 scale or a fractional one (5.5): the label is corrupt, or
     # the file holds averaged or rescaled scores instead of the panel's integer grade.
-    suite.add_expectation(
+    expectations.append(
         gxe.ExpectColumnValuesToBeInSet(column=TARGET, value_set=list(QUALITY_SCORES))
     )
     # Risk: swapped SO2 columns or a mislabelled export. Free SO2 is a part of total SO2, so it
     # can never exceed it.
-    suite.add_expectation(
+    expectations.append(
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="total sulfur dioxide", column_B="free sulfur dioxide", or_equal=True
         )
     )
-    return suite
+    return gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations)
 
 
 def validate_frame(df: pd.DataFrame, *, min_rows: int = MIN_ROWS) -> ValidationReport:
