@@ -144,18 +144,83 @@ def test_load_across_a_reload_fails_nothing_and_never_goes_back(
         server.post("/admin/reload", headers=AUTH)
 
 
+def answers_until(url: str, done: threading.Event) -> list[int | str]:
+    """Status of every ``/invocations`` request, each on a new connection, until ``done``."""
+    seen: list[int | str] = []
+    while not done.is_set():
+        try:
+            response = requests.post(f"{url}/invocations", json=RUNBOOK_PAYLOAD, timeout=30)
+        except requests.ConnectionError:
+            seen.append("refused")
+            time.sleep(0.02)
+            continue
+        seen.append(
+            response.status_code if response.ok else f"{response.status_code} {response.text[:200]}"
+        )
+    return seen
+
+
+def test_a_starting_server_answers_only_once_its_workers_serve(
+    mlflow_server: Process, registry: Registry, workdir: Path
+):
+    """A worker takes connections only once it serves: no 503 "starting" from any of three.
+
+    Requests begin before the server does; each is a new connection, handed by the kernel to any
+    worker that accepts. Refused connections (no worker listening yet) are what a client sees of
+    a server that is not up; a 503 after another worker already served would be a lie.
+    """
+    registry.point("1")
+    service = start_model_server(
+        mlflow_server.url, workdir / "logs", "model-server-starting", token=TOKEN,
+        WINE_MODEL_SERVER_WORKERS="3", WINE_MODEL_SERVER_RETRY_SECONDS="1",
+    )  # fmt: skip
+    done = threading.Event()
+    answers: list[list[int | str]] = []
+    client = threading.Thread(target=lambda: answers.append(answers_until(service.url, done)))
+    client.start()
+    try:
+        wait_for(lambda: len(worker_versions(service)) == 3
+                 and set(worker_versions(service).values()) == {"1"},
+                 "three workers on version 1", timeout=120, process=service)  # fmt: skip
+        time.sleep(1.0)  # Keep asking after every worker serves.
+    finally:
+        done.set()
+        client.join(60)
+        service.stop()
+    seen = answers[0]
+    served = [a for a in seen if a != "refused"]
+    assert served.count(200) >= 20, seen[-20:]
+    assert set(served) == {200}, [a for a in served if a != 200][:5]
+    assert seen.index(200) == len(seen) - len(served), "refused after a worker served"
+
+
 def test_a_worker_killed_is_replaced_and_catches_up(server: Process, registry: Registry):
     import os
     import signal
 
     victim = server.notes["workers"][-1]
-    os.kill(victim, signal.SIGKILL)
-    # uvicorn's parent starts a new worker; its status replaces the dead one's.
-    wait_for(
-        lambda: victim not in (found := worker_versions(server)) and len(found) == WORKERS
-        and set(found.values()) == {"1"},
-        "a replacement worker on version 1", timeout=90, process=server,
-    )  # fmt: skip
+    done = threading.Event()
+    answers: list[list[int | str]] = []
+    client = threading.Thread(target=lambda: answers.append(answers_until(server.url, done)))
+    client.start()
+    try:
+        os.kill(victim, signal.SIGKILL)
+        # uvicorn's parent starts a new worker; its status replaces the dead one's.
+        wait_for(
+            lambda: victim not in (found := worker_versions(server)) and len(found) == WORKERS
+            and set(found.values()) == {"1"},
+            "a replacement worker on version 1", timeout=90, process=server,
+        )  # fmt: skip
+        time.sleep(1.0)
+    finally:
+        done.set()
+        client.join(60)
+    # The survivor answers while the replacement loads; the replacement joins once it serves.
+    # The one request the victim may have been answering when it was killed is cut off.
+    served = [a for a in answers[0] if a != "refused"]
+    assert len(answers[0]) - len(served) <= 1, answers[0]
+    assert served.count(200) >= 20, answers[0][-20:]
+    assert set(served) == {200}, [a for a in served if a != 200][:5]
     server.notes["workers"] = list(worker_versions(server))
     registry.point("2")
     try:

@@ -24,6 +24,7 @@ from wine_quality.serving.workers import (
     WorkerStatus,
     converge,
     lagging,
+    wait_to_join,
     wait_until_served,
 )
 
@@ -123,6 +124,40 @@ def test_converge_reports_the_target_and_every_worker(state: SharedState):
     state.write_status("2", 1)
     answer = asyncio.run(converge(state, timeout=1))
     assert answer == {"version": "2", "workers": {str(os.getpid()): "2"}}
+
+
+def test_a_worker_joins_once_its_first_attempt_ends_even_without_a_model(monkeypatch):
+    """No alias, or the registry down: every worker then answers 503 with the reason."""
+    from wine_quality.serving.settings import ServerSettings
+    from wine_quality.serving.slot import ModelSlot, RegistryUnavailable
+
+    slot = ModelSlot(ServerSettings(retry_seconds=60))
+    attempts: list[int] = []
+
+    async def sync_fails(requested=None):
+        attempts.append(1)
+        raise RegistryUnavailable("registry down")
+
+    monkeypatch.setattr(slot, "sync", sync_fails)
+
+    async def start() -> bool:
+        loader = asyncio.create_task(slot.keep_in_sync())
+        try:
+            return await wait_to_join(slot, timeout=5)
+        finally:
+            loader.cancel()
+
+    assert asyncio.run(start()) is True
+    assert attempts == [1]
+    assert slot.current is None
+
+
+def test_a_worker_still_loading_is_held_back_until_the_deadline():
+    from wine_quality.serving.settings import ServerSettings
+    from wine_quality.serving.slot import ModelSlot
+
+    slot = ModelSlot(ServerSettings())  # Its loader never ran: not settled.
+    assert asyncio.run(wait_to_join(slot, timeout=0.2)) is False
 
 
 def test_state_directory_comes_from_the_environment(tmp_path: Path):

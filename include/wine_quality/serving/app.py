@@ -341,6 +341,8 @@ def _control_app(slot: ModelSlot) -> Starlette:
             follower = workers.follow_target(slot, slot.shared)
             tasks.append(asyncio.create_task(follower, name="target-follower"))
         try:
+            if slot.shared is not None:
+                await workers.wait_to_join(slot)  # Not on the shared socket while loading.
             yield
         finally:
             for task in tasks:

@@ -124,6 +124,8 @@ class ModelSlot:
         self.reason = "starting: no model loaded yet"
         self._lock = asyncio.Lock()
         self._failed_version: str | None = None  # Logged with its traceback once, not per retry.
+        # Set once this worker serves a version or its first attempt ended without one.
+        self.settled = asyncio.Event()
 
     def _set_reason(self, reason: str) -> None:
         # Logged only when it changes: the retry loop would otherwise log it every few seconds.
@@ -250,6 +252,7 @@ class ModelSlot:
                     return
                 self.current = served  # The swap, as in ``sync``.
                 self._failed_version = None
+                self.settled.set()
                 logger.info(
                     "serving %s version %s (published by worker %s, was %s)",
                     self.name, served.version, target.by_pid, served_version,
@@ -341,5 +344,6 @@ class ModelSlot:
                 # A bug here must not end the loop: the server would never load again.
                 except Exception:
                     logger.exception("model loader failed; trying again")
+            self.settled.set()
             delay = settings.poll_seconds if polling else settings.retry_seconds
             await asyncio.sleep(delay)

@@ -49,6 +49,8 @@ STATUS_PREFIX = "worker-"
 FOLLOW_SECONDS = 0.05
 # After a failed load of the target, wait this long before the next attempt.
 FOLLOW_RETRY_SECONDS = 1.0
+# A worker whose first load hangs takes connections after this long anyway (and answers 503).
+JOIN_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,27 @@ async def describe(state: SharedState) -> list[dict[str, Any]]:
     """The ``workers`` list of ``/served-model``: what each live worker serves."""
     statuses = await asyncio.to_thread(state.statuses)
     return [{"pid": s.pid, "version": s.version, "generation": s.generation} for s in statuses]
+
+
+async def wait_to_join(slot: ModelSlot, timeout: float = JOIN_SECONDS) -> bool:
+    """Hold a starting worker back from the shared socket until it has settled.
+
+    Every worker accepts from one listening socket, and uvicorn starts accepting in a worker
+    only once its lifespan startup returns. A worker that accepted while still loading would
+    answer 503 "starting" next to one that already serves, so a client (or ``stack.sh up``)
+    that saw the server ready could still be refused: after a restart, or when uvicorn
+    replaces a dead worker. Settled means it serves a version, or its first attempt ended
+    without one (no alias, registry down): then every worker answers 503 with the reason.
+
+    Returns:
+        Whether it settled; False after ``timeout`` seconds (it takes connections anyway).
+    """
+    try:
+        await asyncio.wait_for(slot.settled.wait(), timeout)
+    except TimeoutError:
+        logger.warning("worker %s still loading after %g s; taking requests", os.getpid(), timeout)
+        return False
+    return True
 
 
 async def follow_target(slot: ModelSlot, state: SharedState) -> None:
