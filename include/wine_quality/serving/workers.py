@@ -49,8 +49,9 @@ STATUS_PREFIX = "worker-"
 FOLLOW_SECONDS = 0.05
 # After a failed load of the target, wait this long before the next attempt.
 FOLLOW_RETRY_SECONDS = 1.0
-# A worker whose first load hangs takes connections after this long anyway (and answers 503).
-JOIN_SECONDS = 120.0
+# A worker whose first load hangs takes connections after this long anyway (and answers 503):
+# within stack.sh's 90 s wait for the server, so a hung registry shows as a reason, not a hang.
+JOIN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
