@@ -10,7 +10,8 @@ an environment section (commit, machine, versions).
   WINE_BENCH_SECONDS (default 20 per step).
 - ``endpoint`` writes bench/results/endpoint.json and a section of bench/results.md: the project
   server vs stock ``mlflow models serve`` of the same version and vs a plain ``mlflow.sklearn``
-  model of its pipeline, with ``hey`` (see :mod:`bench.endpoint`).
+  model of its pipeline, with ``hey``, and each project server's scaling with cores, with
+  ``wrk`` (see :mod:`bench.endpoint` and :mod:`bench.cores`).
 - ``dag`` writes bench/results/dag.json and a section of bench/results.md: ``airflow dags test``
   against the same steps in one plain process, per stage, and Airflow's own floor (see
   :mod:`bench.dag`).

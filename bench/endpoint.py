@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from bench import cores
 from bench.report import RESULTS_MD, put_section
 from wine_quality.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD, model_uri
 
@@ -67,6 +68,8 @@ class Plan:
     requests: int = 2000
     repetitions: int = 5
     seconds_limit: float = 120.0
+    # Length of one wrk run of the scaling measurement (project servers only).
+    scaling_seconds: float = 5.0
 
 
 def payload(rows: int) -> bytes:
@@ -118,8 +121,9 @@ def hey(url: str, body: Path, *, requests_: int, concurrency: int, seconds: floa
     # One core for hey: the other is the server's (there are two).
     cmd = ["hey", "-n", str(requests_), "-c", str(concurrency), "-cpus", "1", "-m", "POST",
            "-T", "application/json", "-D", str(body), "-t", "10", "-o", "csv", url]  # fmt: skip
-    load_before = os.getloadavg()[0]
+    load_before, cpu_before = os.getloadavg()[0], cores.children_cpu_seconds()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds, check=True)
+    cpu = cores.children_cpu_seconds() - cpu_before
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     latencies = sorted(float(r["response-time"]) * 1000 for r in rows)
     ends = [float(r["offset"]) + float(r["response-time"]) for r in rows]
@@ -132,6 +136,8 @@ def hey(url: str, body: Path, *, requests_: int, concurrency: int, seconds: floa
         "rps": round(len(rows) / duration, 1) if duration else 0.0,
         "p50_ms": round(cuts[49], 3) if cuts else None,
         "p99_ms": round(cuts[98], 3) if cuts else None,
+        # What the load generator itself cost: the cores it took from the server.
+        "client_cpu_ms_per_request": round(cpu * 1000 / len(rows), 4) if rows else None,
         "load_average": round((load_before + os.getloadavg()[0]) / 2, 2),
     }
 
@@ -307,6 +313,8 @@ def summarise(runs: list[dict]) -> dict[str, Any]:
             "min": min(values, default=None),
             "max": max(values, default=None),
         }
+    cpu = [r["client_cpu_ms_per_request"] for r in runs if r.get("client_cpu_ms_per_request")]
+    out["client_cpu_ms_per_request"] = round(statistics.median(cpu), 4) if cpu else None
     out["load_average"] = [r["load_average"] for r in runs]
     return out
 
@@ -441,6 +449,13 @@ def run(
             agreed = predictions(servers)
             check_agreement(agreed)
             steps = measure(servers, list(projects), plan, workdir)
+            scaled = None
+            if len(set(workers.values())) > 1:  # Project servers of different worker counts.
+                scaled = cores.measure(
+                    projects, workdir / "rows-1.json", workdir,
+                    seconds=plan.scaling_seconds, repetitions=plan.repetitions,
+                    summarise=summarise,
+                )  # fmt: skip
         finally:
             for process in started:
                 stop(process)
@@ -463,6 +478,14 @@ def run(
         "plan": plan.__dict__,
         "steps": steps,
     }
+    if scaled is not None:
+        document["scaling"] = {
+            "load_generator": "wrk -t1 (loopback)",
+            "seconds": plan.scaling_seconds,
+            "repetitions": plan.repetitions,
+            "workers": workers,
+            "steps": scaled,
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2) + "\n")
     return document
@@ -505,7 +528,7 @@ def scaling(document: Mapping[str, Any]) -> list[str]:
             continue
         c1, c8 = (steps[f"rows_1_c{c}"][name]["rps"]["median"] for c in (1, 8))
         line = (
-            f"- {name} ({server.get('workers', 1)} worker(s)): one row, concurrency 8 / 1:"
+            f"- {name} ({server.get('workers', 1)} worker(s)), hey: one row, concurrency 8 / 1:"
             f" {c8 / c1:.2f}x requests/s"
             if c1 and c8
             else f"- {name}: no figure"
@@ -582,7 +605,7 @@ def render(document: Mapping[str, Any]) -> list[str]:
                     f" {times(step[f'ratio_p50_{baseline}_over_{project}'])} |"
                     f" target >= {target:g}x: {met} | |"
                 )
-    return lines
+    return lines + cores.render(document)
 
 
 def _agreed(found: Mapping[str, float]) -> str:
@@ -598,11 +621,13 @@ def write_markdown(document: Mapping[str, Any], path: Path) -> None:
 def main() -> int:
     """``python -m bench endpoint``: settings from WINE_MODEL_SERVER_URL (or
     WINE_BENCH_PROJECT_URLS for several project servers), MLFLOW_TRACKING_URI,
-    WINE_BENCH_REQUESTS (per run, default 2000), WINE_BENCH_REPETITIONS (default 5) and
+    WINE_BENCH_REQUESTS (per run, default 2000), WINE_BENCH_REPETITIONS (default 5),
+    WINE_BENCH_SCALING_SECONDS (one wrk run of the scaling measurement, default 5) and
     WINE_BENCH_ONE_WORKER (default 1: also start and measure a one-worker project server)."""
     plan = Plan(
         requests=int(os.environ.get("WINE_BENCH_REQUESTS", Plan.requests)),
         repetitions=int(os.environ.get("WINE_BENCH_REPETITIONS", Plan.repetitions)),
+        scaling_seconds=float(os.environ.get("WINE_BENCH_SCALING_SECONDS", Plan.scaling_seconds)),
     )
     out = Path(__file__).parent / "results" / "endpoint.json"
     document = run(
@@ -617,4 +642,6 @@ def main() -> int:
     write_markdown(document, RESULTS_MD)
     print(f"wrote {out} and {RESULTS_MD}")
     failed = sum(s[n]["failed"] for s in document["steps"].values() for n in document["servers"])
+    scaled = document.get("scaling", {}).get("steps", {})
+    failed += sum(cell["failed"] for step in scaled.values() for cell in step.values())
     return 1 if failed else 0

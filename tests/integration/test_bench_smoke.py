@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from bench import cycle, dag
-from bench.endpoint import CONCURRENCY, ROWS, Plan, run, write_markdown
+from bench import cores, cycle, dag
+from bench.endpoint import CONCURRENCY, ROWS, Plan, payload, run, summarise, write_markdown
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,8 +46,36 @@ def test_endpoint_bench_runs_once_on_a_tiny_plan(stack, wine_csv, tmp_path):
         for baseline in ("stock", "sklearn"):
             assert step[f"ratio_rps_project_over_{baseline}"] > 0
             assert step[f"ratio_p50_{baseline}_over_project"] > 0
+            assert step[server]["client_cpu_ms_per_request"] > 0
     write_markdown(document, tmp_path / "results.md")
     assert "| sklearn |" in (tmp_path / "results.md").read_text()
+
+
+def test_the_scaling_measurement_runs_wrk_once_per_server_and_concurrency(
+    stack, wine_csv, tmp_path
+):
+    """wrk against the stack's server, under two names (the bench compares worker counts; the
+    smoke test only needs wrk to run, answer and be parsed)."""
+    assert shutil.which("wrk"), "wrk is missing: apt-get install wrk"
+    if not stack.served().get("version"):  # Run alone: serve a version the quick way.
+        code, _, output = stack.run_dag(str(wine_csv), conf={"alphas": [0.1], "l1_ratios": [0.5]})
+        assert code == 0, output[-3000:]
+    body = tmp_path / "rows-1.json"
+    body.write_bytes(payload(1))
+    servers = {"project": stack.server_url, "again": stack.server_url}
+    steps = cores.measure(servers, body, tmp_path, seconds=1, repetitions=1, summarise=summarise)
+    assert set(steps) == {"c1", "c8"}
+    for step in steps.values():
+        assert set(step) == set(servers)
+        for cell in step.values():
+            assert cell["failed"] == 0
+            assert cell["rps"]["median"] > 0
+            assert 0 < cell["p50_ms"]["median"] <= cell["p99_ms"]["median"]
+            assert cell["client_cpu_ms_per_request"] > 0
+    workers = {"project": 2, "again": 1}
+    scaling = {"seconds": 1, "repetitions": 1, "workers": workers, "steps": steps}
+    document = {"machine": {"cpus": 2}, "steps": {}, "scaling": scaling}
+    assert "wrk: " in "\n".join(cores.render(document))
 
 
 def test_cycle_bench_runs_every_stage_on_two_tiny_sizes(stack, wine_csv, tmp_path):

@@ -189,8 +189,8 @@ def test_scaling_says_concurrency_8_over_1_and_what_the_workers_add():
     document["steps"]["rows_1_c8"]["project"] = _cell(1800.0, 4.0)
     document["steps"]["rows_1_c8"]["project-1w"] = _cell(1200.0, 6.0)
     assert scaling(document) == [
-        "- project (2 worker(s)): one row, concurrency 8 / 1: 1.80x requests/s;"
+        "- project (2 worker(s)), hey: one row, concurrency 8 / 1: 1.80x requests/s;"
         " over project-1w at concurrency 8: 1.50x.",
-        "- project-1w (1 worker(s)): one row, concurrency 8 / 1: 1.33x requests/s.",
+        "- project-1w (1 worker(s)), hey: one row, concurrency 8 / 1: 1.33x requests/s.",
     ]
     assert scaling({**document, "steps": {}}) == []
