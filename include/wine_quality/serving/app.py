@@ -335,22 +335,12 @@ def _control_app(slot: ModelSlot) -> Starlette:
             "enabled" if settings.token else "disabled",
             f"every {settings.poll_seconds:g} s" if settings.poll_seconds else "off",
         )
-        tasks = [asyncio.create_task(slot.keep_in_sync(), name="model-loader")]
-        if slot.shared is not None:
-            slot.record_status()  # Counted from now on: a reload waits for this worker too.
-            follower = workers.follow_target(slot, slot.shared)
-            tasks.append(asyncio.create_task(follower, name="target-follower"))
+        loader = asyncio.create_task(slot.keep_in_sync(), name="model-loader")
         try:
-            if slot.shared is not None:
-                await workers.wait_to_join(slot)  # Not on the shared socket while loading.
-            yield
+            async with workers.taking_part(slot):  # With other workers: their agreement.
+                yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if slot.shared is not None:
-                slot.shared.remove_status()
+            await workers.cancel(loader)
 
     return Starlette(
         routes=[

@@ -27,6 +27,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -299,6 +300,35 @@ async def wait_to_join(slot: ModelSlot, timeout: float = JOIN_SECONDS) -> bool:
         logger.warning("worker %s still loading after %g s; taking requests", os.getpid(), timeout)
         return False
     return True
+
+
+@contextlib.asynccontextmanager
+async def taking_part(slot: ModelSlot) -> AsyncIterator[None]:
+    """A worker's part in the agreement while the server runs; nothing for a lone worker.
+
+    It is counted from the start (a reload waits for it too), follows the other workers'
+    targets, takes connections only once it has settled (:func:`wait_to_join`), and is
+    forgotten at shutdown so that no reload waits for it any more.
+    """
+    state = slot.shared
+    if state is None:
+        yield
+        return
+    slot.record_status()
+    follower = asyncio.create_task(follow_target(slot, state), name="target-follower")
+    try:
+        await wait_to_join(slot)
+        yield
+    finally:
+        await cancel(follower)
+        state.remove_status()
+
+
+async def cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel a background loop and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def follow_target(slot: ModelSlot, state: SharedState) -> None:
