@@ -165,10 +165,9 @@ def render(document: Mapping[str, Any]) -> list[str]:
 
 def verdict(document: Mapping[str, Any]) -> list[str]:
     """Concurrency 8 over 1 per server, and the most-worker server over the one-worker one."""
-    found = document.get("scaling")
-    if not found:
+    if not document.get("scaling"):
         return []
-    steps, workers = found["steps"], found["workers"]
+    steps, workers = document["scaling"]["steps"], document["scaling"]["workers"]
     lines = []
     for name in steps["c8"]:
         c1, c8 = (steps[c][name]["rps"]["median"] for c in ("c1", "c8"))
