@@ -19,6 +19,16 @@ export AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__UNIT_TEST_MODE=${AIRFLOW__CORE__UNIT_TEST_MODE:-False}
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}
+# On SQLite every writer waits for the one before it. Python's sqlite3 gives up after 5 s with
+# "database is locked", and on a busy 2-core machine the UI's "Unpause on trigger" (a PATCH sent
+# alongside the trigger's POST) lost that race: the run was created, the DAG stayed paused, and
+# the run sat queued for good. Waiting longer costs nothing when there is no contention.
+case "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in
+  sqlite*)
+    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS:-wine_quality.runtime.SQLITE_CONNECT_ARGS}
+    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC:-wine_quality.runtime.SQLITE_CONNECT_ARGS}
+    ;;
+esac
 export AIRFLOW__CORE__EXECUTOR=${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}
 # Sized to the machine, not Airflow's default of 32 task processes (on 2 cores: 4).
 export AIRFLOW__CORE__PARALLELISM=${AIRFLOW__CORE__PARALLELISM:-$(( $(nproc) * 2 ))}

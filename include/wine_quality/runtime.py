@@ -5,6 +5,9 @@
 host name on its task instances, and nobody could tell from the records which worker ran what.
 
 ``preload()`` imports the heavy libraries a stage needs with the cyclic garbage collector paused.
+
+``SQLITE_CONNECT_ARGS`` is Airflow's ``[database] sql_alchemy_connect_args`` when its metadata
+database is SQLite (scripts/airflow-env.sh).
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import importlib
 import os
 import socket
 import sys
+
+# How long a SQLite connection waits for another writer before "database is locked" (Python's
+# default is 5 s, which concurrent UI requests on a busy machine exceed).
+SQLITE_CONNECT_ARGS = {"timeout": 60}
 
 
 def hostname() -> str:
