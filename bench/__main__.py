@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.load import run_load
 from bench.report import RESULTS_MD, put_section
-from wine_quality.config import RUNBOOK_PAYLOAD
+from wine_quality.core.config import RUNBOOK_PAYLOAD
 
 
 def load(

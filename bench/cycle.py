@@ -85,7 +85,7 @@ def generate(rows: int, source: Path, out_dir: Path = DATA_DIR, *, seed: int = S
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from wine_quality.config import CSV_SEPARATOR, FEATURES, TARGET
+    from wine_quality.core.config import CSV_SEPARATOR, FEATURES, TARGET
 
     out = out_dir / f"wine-{rows}-seed{seed}.csv"
     if out.is_file():
@@ -203,7 +203,7 @@ class Stack:
 def stack_from_env(env: Mapping[str, str], staging_uri: str) -> Stack:
     """The stack the scripts started: URIs and reload token as ``scripts/airflow-env.sh`` finds
     them (the token from the environment, else the file ``stack.sh`` generated it into)."""
-    from wine_quality.config import Settings
+    from wine_quality.core.config import Settings
 
     settings = Settings.from_env(dict(env))
     token = settings.model_server_token
@@ -221,14 +221,14 @@ def run_cycle(csv: Path, stack: Stack, run_id: str) -> dict[str, StageResult]:
         stack: The services to use.
         run_id: Stands for the Airflow run id (and the snapshot key): unique per cycle.
     """
-    from wine_quality import config
-    from wine_quality.canary import run_canary
-    from wine_quality.data import ingest
-    from wine_quality.deployment import deploy
-    from wine_quality.evaluation import PromotionPolicy, compare_with_production
-    from wine_quality.registry import promote
-    from wine_quality.training import train_from_snapshot
-    from wine_quality.validation_run import validate_snapshot
+    from wine_quality.core import config
+    from wine_quality.data.ingest import ingest
+    from wine_quality.gate.evaluate import PromotionPolicy, compare_with_production
+    from wine_quality.model.train import train_from_snapshot
+    from wine_quality.release.canary import run_canary
+    from wine_quality.release.deploy import deploy
+    from wine_quality.release.registry import promote
+    from wine_quality.validation.run import validate_snapshot
 
     mlflow_run = {
         "tracking_uri": stack.tracking_uri,
@@ -357,9 +357,9 @@ def _cycle_in_child(
 
 
 def _needs_production(tracking_uri: str) -> bool:
-    from wine_quality.config import PRODUCTION_ALIAS
-    from wine_quality.registry import alias_version
-    from wine_quality.tracking import client
+    from wine_quality.core.config import PRODUCTION_ALIAS
+    from wine_quality.core.tracking import client
+    from wine_quality.release.registry import alias_version
 
     return alias_version(client(tracking_uri), PRODUCTION_ALIAS) is None
 

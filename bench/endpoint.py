@@ -42,7 +42,7 @@ import requests
 
 from bench import cores
 from bench.report import RESULTS_MD, put_section
-from wine_quality.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD, model_uri
+from wine_quality.core.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD, model_uri
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ROWS = (1, 100)
@@ -246,8 +246,8 @@ def save_sklearn_model(tracking_uri: str, version: str, directory: Path) -> Path
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from wine_quality.model import PIPELINE_FILENAME, load_pipeline
-    from wine_quality.tracking import using
+    from wine_quality.core.tracking import using
+    from wine_quality.model.wrapper import PIPELINE_FILENAME, load_pipeline
 
     # MLflow resolves a models:/ URI with the process-wide registry URI whatever is passed in.
     with using(tracking_uri):

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from wine_quality.stats import percentile
+from wine_quality.gate.stats import percentile
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 

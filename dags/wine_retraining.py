@@ -63,8 +63,8 @@ from mlflow_links import MlflowModelVersionLink, MlflowRunLink
 from promotion_approval import PromotionApproval
 from release_scope import ReleaseGate
 
-from wine_quality import config
-from wine_quality.data_source import data_asset_uri
+from wine_quality.core import config
+from wine_quality.data.source import data_asset_uri
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,10 +86,10 @@ def pipeline_step(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from wine_quality.logs import use_host_logging
+        from wine_quality.core.logs import use_host_logging
 
         use_host_logging()
-        from wine_quality.errors import PipelineGateError
+        from wine_quality.core.errors import PipelineGateError
 
         try:
             return func(*args, **kwargs)
@@ -106,7 +106,7 @@ def linked(output: XComArg, *links: Any) -> XComArg:
 
 
 def _settings():
-    from wine_quality.config import Settings
+    from wine_quality.core.config import Settings
 
     return Settings.from_env()
 
@@ -280,9 +280,9 @@ def wine_retraining() -> None:
     @task(task_display_name="Ingest raw data")
     @pipeline_step
     def ingest(**context: Any) -> dict[str, Any]:
-        from wine_quality.data import ingest
-        from wine_quality.data_source import choose_data_uri
-        from wine_quality.xcom import to_xcom
+        from wine_quality.core.handoff import to_xcom
+        from wine_quality.data.ingest import ingest
+        from wine_quality.data.source import choose_data_uri
 
         # First, before any work: a misspelt setting would otherwise be ignored silently. Here
         # rather than in a task of its own, which would cost a worker slot and a graph node.
@@ -306,9 +306,9 @@ def wine_retraining() -> None:
     @task(task_display_name="Validate data (GX)")
     @pipeline_step
     def validate(ingested: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from wine_quality.data import IngestResult
-        from wine_quality.validation_run import validate_snapshot
-        from wine_quality.xcom import from_xcom, to_xcom
+        from wine_quality.core.handoff import from_xcom, to_xcom
+        from wine_quality.data.ingest import IngestResult
+        from wine_quality.validation.run import validate_snapshot
 
         settings = _settings()
         return to_xcom(
@@ -325,9 +325,9 @@ def wine_retraining() -> None:
     @task(task_display_name="Train and register candidate")
     @pipeline_step
     def train(ingested: dict[str, Any], validated: dict[str, Any], **context: Any) -> dict:
-        from wine_quality.data import IngestResult
-        from wine_quality.training import train_from_snapshot
-        from wine_quality.xcom import from_xcom, to_xcom
+        from wine_quality.core.handoff import from_xcom, to_xcom
+        from wine_quality.data.ingest import IngestResult
+        from wine_quality.model.train import train_from_snapshot
 
         settings = _settings()
         return to_xcom(
@@ -346,9 +346,9 @@ def wine_retraining() -> None:
     @task(task_display_name="Compare with production")
     @pipeline_step
     def evaluate(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from wine_quality.evaluation import PromotionPolicy, compare_with_production
-        from wine_quality.training import Candidate
-        from wine_quality.xcom import from_xcom, to_xcom
+        from wine_quality.core.handoff import from_xcom, to_xcom
+        from wine_quality.gate.evaluate import PromotionPolicy, compare_with_production
+        from wine_quality.model.train import Candidate
 
         settings, params = _settings(), context["params"]
         return to_xcom(
@@ -374,17 +374,17 @@ def wine_retraining() -> None:
 
     @pipeline_step
     def should_promote(decision: dict[str, Any]) -> bool:
-        from wine_quality.evaluation import Decision, promotion_wanted
-        from wine_quality.xcom import from_xcom
+        from wine_quality.core.handoff import from_xcom
+        from wine_quality.gate.evaluate import Decision, promotion_wanted
 
         return promotion_wanted(from_xcom(Decision, decision))
 
     @task(task_display_name="Promote to production")
     @pipeline_step
     def promote(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from wine_quality.evaluation import Decision
-        from wine_quality.registry import promote
-        from wine_quality.xcom import from_xcom, to_xcom
+        from wine_quality.core.handoff import from_xcom, to_xcom
+        from wine_quality.gate.evaluate import Decision
+        from wine_quality.release.registry import promote
 
         compared = from_xcom(Decision, decision)
         return to_xcom(
@@ -400,9 +400,9 @@ def wine_retraining() -> None:
     @task(task_display_name="Deploy to model server")
     @pipeline_step
     def deploy(promotion: dict[str, Any]) -> dict[str, Any]:
-        from wine_quality.deployment import deploy
-        from wine_quality.registry import Promotion
-        from wine_quality.xcom import from_xcom, to_xcom
+        from wine_quality.core.handoff import from_xcom, to_xcom
+        from wine_quality.release.deploy import deploy
+        from wine_quality.release.registry import Promotion
 
         settings = _settings()
         return to_xcom(
@@ -421,10 +421,10 @@ def wine_retraining() -> None:
         deployed: dict[str, Any],
         **context: Any,
     ) -> dict[str, Any]:
-        from wine_quality.canary import run_canary
-        from wine_quality.registry import Promotion
-        from wine_quality.training import Candidate
-        from wine_quality.xcom import from_xcom, to_xcom
+        from wine_quality.core.handoff import from_xcom, to_xcom
+        from wine_quality.model.train import Candidate
+        from wine_quality.release.canary import run_canary
+        from wine_quality.release.registry import Promotion
 
         settings, params = _settings(), context["params"]
         return to_xcom(
@@ -446,9 +446,9 @@ def wine_retraining() -> None:
     def rollback(**context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from wine_quality.deployment import rollback_and_redeploy
-        from wine_quality.registry import Promotion
-        from wine_quality.xcom import from_xcom, to_xcom
+        from wine_quality.core.handoff import from_xcom, to_xcom
+        from wine_quality.release.deploy import rollback_and_redeploy
+        from wine_quality.release.registry import Promotion
 
         ti, run_id = context["ti"], context["run_id"]
         promotion = ti.xcom_pull(task_ids="promote")
@@ -471,7 +471,7 @@ def wine_retraining() -> None:
     @task(task_display_name="Summary", trigger_rule=TriggerRule.ALL_DONE)
     @pipeline_step
     def report(**context: Any) -> dict[str, Any]:
-        from wine_quality.summary import STEPS, StepResults, report_run
+        from wine_quality.report.summary import STEPS, StepResults, report_run
 
         ti, run_id = context["ti"], context["run_id"]
         settings = _settings()

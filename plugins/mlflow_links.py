@@ -18,7 +18,7 @@ from urllib.parse import quote
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from wine_quality.config import DAG_ID, MODEL_NAME
+from wine_quality.core.config import DAG_ID, MODEL_NAME
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator

@@ -6,10 +6,11 @@ the scheduler resolves an unanswered one when ``response_timeout`` has passed, w
 ``defaults`` as the answer (here: Reject). On Reject it skips the rest of the release at once
 (promote, deploy, canary, rollback: :mod:`release_scope`) and the run ends green.
 
-This subclass decides first whether to ask at all (``wine_quality.approval``): when no approval
-is needed it returns at once, asks nothing and leaves no request behind. Whatever happens, its
-return value is the outcome (``approved``, ``rejected`` or ``not_required``, why, and by whom),
-which the summary records on the candidate's model version (a timeout is a rejection by nobody).
+This subclass decides first whether to ask at all (``wine_quality.release.approval``): when no
+approval is needed it returns at once, asks nothing and leaves no request behind. Whatever
+happens, its return value is the outcome (``approved``, ``rejected`` or ``not_required``, why,
+and by whom), which the summary records on the candidate's model version (a timeout is a
+rejection by nobody).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from mlflow_links import ui_base, version_link
 from release_scope import ReleaseScopedSkip
 
-from wine_quality.config import DEFAULT_APPROVAL_TIMEOUT_MINUTES
+from wine_quality.core.config import DEFAULT_APPROVAL_TIMEOUT_MINUTES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -61,9 +62,9 @@ class PromotionApproval(ReleaseScopedSkip, ApprovalOperator):
         self.decision = decision
 
     def execute(self, context: Context) -> Any:
-        from wine_quality.approval import not_asked, request_approval
-        from wine_quality.evaluation import Decision
-        from wine_quality.xcom import from_xcom, to_xcom
+        from wine_quality.core.handoff import from_xcom, to_xcom
+        from wine_quality.gate.evaluate import Decision
+        from wine_quality.release.approval import not_asked, request_approval
 
         params = context["params"]
         decision = from_xcom(Decision, self.decision)
@@ -89,8 +90,8 @@ class PromotionApproval(ReleaseScopedSkip, ApprovalOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         from airflow.sdk.bases.xcom import BaseXCom
 
-        from wine_quality.approval import answered
-        from wine_quality.xcom import to_xcom
+        from wine_quality.core.handoff import to_xcom
+        from wine_quality.release.approval import answered
 
         if "error" in event:  # no answer and no default to take: the parent fails the task
             return super().execute_complete(context, event)

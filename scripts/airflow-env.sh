@@ -25,8 +25,8 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
 # the run sat queued for good. Waiting longer costs nothing when there is no contention.
 case "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in
   sqlite*)
-    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS:-wine_quality.runtime.SQLITE_CONNECT_ARGS}
-    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC:-wine_quality.runtime.SQLITE_CONNECT_ARGS}
+    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS:-wine_quality.core.runtime.SQLITE_CONNECT_ARGS}
+    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC:-wine_quality.core.runtime.SQLITE_CONNECT_ARGS}
     ;;
 esac
 export AIRFLOW__CORE__EXECUTOR=${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}
@@ -55,7 +55,7 @@ export WINE_AIRFLOW_API_USER=${WINE_AIRFLOW_API_USER:-pipeline}
 WINE_AIRFLOW_API_PASSWORD=${WINE_AIRFLOW_API_PASSWORD:-$(secret airflow-pipeline.password)}
 export WINE_AIRFLOW_API_PASSWORD
 # A worker's name in the task instance records (distinct per Celery worker on one machine).
-export AIRFLOW__CORE__HOSTNAME_CALLABLE=${AIRFLOW__CORE__HOSTNAME_CALLABLE:-wine_quality.runtime.hostname}
+export AIRFLOW__CORE__HOSTNAME_CALLABLE=${AIRFLOW__CORE__HOSTNAME_CALLABLE:-wine_quality.core.runtime.hostname}
 
 export PYTHONPATH="$ROOT/include${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$ROOT/.venv/bin:$PATH"

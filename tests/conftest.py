@@ -49,7 +49,7 @@ def wine_csv() -> Path:
 @pytest.fixture(scope="session")
 def wine_frame(wine_csv: Path):
     """The real data as parsed by the pipeline."""
-    from wine_quality.csv_parse import parse_csv
+    from wine_quality.data.parse import parse_csv
 
     return parse_csv(wine_csv.read_bytes(), source=str(wine_csv))
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from wine_quality.config import DEFAULT_DATA_URI
+from wine_quality.core.config import DEFAULT_DATA_URI
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"

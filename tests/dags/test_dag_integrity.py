@@ -152,8 +152,8 @@ def test_schedule_is_the_nightly_cron_or_new_data(dag):
     from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
     from airflow.serialization.encoders import encode_timetable
 
-    from wine_quality import config
-    from wine_quality.data_source import data_asset_uri
+    from wine_quality.core import config
+    from wine_quality.data.source import data_asset_uri
 
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     # The time half is exactly what the former `schedule="0 2 * * *"` made: a cron trigger at
@@ -199,7 +199,7 @@ def test_params_are_typed_titled_and_described(dag):
 
 
 def test_param_defaults_come_from_the_config_module(dag):
-    from wine_quality import config
+    from wine_quality.core import config
 
     assert dict(dag.params) == {
         "data_uri": None,

@@ -20,7 +20,7 @@ def test_plugin_is_loaded_by_airflow_and_adds_no_global_links():
 
 def test_names_come_from_the_config_module():
     from plugins import mlflow_links
-    from wine_quality import config
+    from wine_quality.core import config
 
     assert mlflow_links.MODEL_NAME is config.MODEL_NAME
     assert mlflow_links.DAG_ID is config.DAG_ID

@@ -20,8 +20,8 @@ from airflow.sdk import DAG, TaskGroup
 from airflow.sdk.exceptions import DownstreamTasksSkipped, TaskAwaitingInput
 
 from plugins.promotion_approval import PromotionApproval
-from wine_quality.evaluation import Decision
-from wine_quality.xcom import to_xcom
+from wine_quality.core.handoff import to_xcom
+from wine_quality.gate.evaluate import Decision
 
 DECISION = to_xcom(
     Decision(

@@ -12,8 +12,8 @@ import pytest
 
 from tests.data.corpus import CORPUS, EQUIVALENT, BrokenInput
 from tests.reliability import record
-from wine_quality.data import ingest, load_snapshot, read_bytes
-from wine_quality.errors import DataSourceError, DataValidationError, PipelineGateError
+from wine_quality.core.errors import DataSourceError, DataValidationError, PipelineGateError
+from wine_quality.data.ingest import ingest, load_snapshot, read_bytes
 from wine_quality.validation import validate_frame
 
 

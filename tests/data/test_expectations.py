@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wine_quality.config import COLUMNS, FEATURES, MIN_ROWS
-from wine_quality.csv_parse import parse_csv
-from wine_quality.errors import DataValidationError
+from wine_quality.core.config import COLUMNS, FEATURES, MIN_ROWS
+from wine_quality.core.errors import DataValidationError
+from wine_quality.data.parse import parse_csv
 from wine_quality.validation import (
     FEATURE_BOUNDS,
     MAX_EXAMPLES,

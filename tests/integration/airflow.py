@@ -21,7 +21,7 @@ import requests
 
 from tests.integration.harness import assert_gone, descendants, free_port, wait_for
 from tests.integration.stack import Stack
-from wine_quality.config import DAG_ID
+from wine_quality.core.config import DAG_ID
 
 TERMINAL = {"success", "failed"}
 # How long a test reads an approval request before answering it (see AirflowApi.answer).

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 from tests.integration.harness import REPO, assert_gone, clean_env, descendants, free_port
-from wine_quality.config import MODEL_NAME, PRODUCTION_ALIAS
+from wine_quality.core.config import MODEL_NAME, PRODUCTION_ALIAS
 
 
 @dataclass

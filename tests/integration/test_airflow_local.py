@@ -20,7 +20,7 @@ import requests
 from tests.integration.airflow import AirflowApi, airflow_running, listening_addresses
 from tests.integration.harness import wait_for
 from tests.integration.stack import Stack, running, stack_env
-from wine_quality.config import DATA_ASSET_NAME, MODEL_NAME
+from wine_quality.core.config import DATA_ASSET_NAME, MODEL_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

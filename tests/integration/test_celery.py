@@ -26,7 +26,7 @@ from tests.integration.airflow import airflow_running, listening_addresses
 from tests.integration.harness import pid_alive, stopped_after, wait_for
 from tests.integration.services import PostgresCluster, Redis, missing, start_redis
 from tests.integration.stack import Stack, running, stack_env
-from wine_quality.config import MODEL_NAME
+from wine_quality.core.config import MODEL_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -29,9 +29,8 @@ from tests.integration.harness import pid_alive, wait_for
 from tests.integration.proxy import CuttableProxy
 from tests.integration.services import start_s3
 from tests.integration.stack import Stack, running, stack_env, task_attempts
-from wine_quality import config
-from wine_quality.canary import run_canary
-from wine_quality.config import (
+from wine_quality.core import config
+from wine_quality.core.config import (
     FEATURES,
     LEGACY_STAGE,
     MODEL_NAME,
@@ -41,13 +40,14 @@ from wine_quality.config import (
     Settings,
     model_uri,
 )
-from wine_quality.data import IngestResult, ingest
-from wine_quality.deployment import deploy
-from wine_quality.errors import PipelineGateError
-from wine_quality.evaluation import PromotionPolicy, compare_with_production
-from wine_quality.registry import LOCK_NAME, Promotion, promote
-from wine_quality.tracking import using
-from wine_quality.training import Candidate, train_from_snapshot
+from wine_quality.core.errors import PipelineGateError
+from wine_quality.core.tracking import using
+from wine_quality.data.ingest import IngestResult, ingest
+from wine_quality.gate.evaluate import PromotionPolicy, compare_with_production
+from wine_quality.model.train import Candidate, train_from_snapshot
+from wine_quality.release.canary import run_canary
+from wine_quality.release.deploy import deploy
+from wine_quality.release.registry import LOCK_NAME, Promotion, promote
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

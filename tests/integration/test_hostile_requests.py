@@ -13,11 +13,11 @@ import pytest
 import requests
 
 from tests.reliability import record
-from wine_quality.config import EXPERIMENT_NAME, FEATURES, RUNBOOK_PAYLOAD, Settings
-from wine_quality.data import ingest
-from wine_quality.deployment import deploy
-from wine_quality.registry import promote
-from wine_quality.training import train_from_snapshot
+from wine_quality.core.config import EXPERIMENT_NAME, FEATURES, RUNBOOK_PAYLOAD, Settings
+from wine_quality.data.ingest import ingest
+from wine_quality.model.train import train_from_snapshot
+from wine_quality.release.deploy import deploy
+from wine_quality.release.registry import promote
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROW = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]

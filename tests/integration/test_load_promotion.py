@@ -17,12 +17,12 @@ import pytest
 
 from bench.load import run_load
 from tests.reliability import record
-from wine_quality.config import EXPERIMENT_NAME, RUNBOOK_PAYLOAD, Settings, model_uri
-from wine_quality.data import ingest
-from wine_quality.deployment import deploy
-from wine_quality.registry import promote
-from wine_quality.tracking import using
-from wine_quality.training import train_from_snapshot
+from wine_quality.core.config import EXPERIMENT_NAME, RUNBOOK_PAYLOAD, Settings, model_uri
+from wine_quality.core.tracking import using
+from wine_quality.data.ingest import ingest
+from wine_quality.model.train import train_from_snapshot
+from wine_quality.release.deploy import deploy
+from wine_quality.release.registry import promote
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SECONDS = float(os.environ.get("WINE_LOAD_SECONDS", "60"))

@@ -35,7 +35,7 @@ import requests
 from tests.integration.harness import Process, wait_for
 from tests.integration.proxy import CuttableProxy
 from tests.integration.services import start_mlflow, start_model_server
-from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
+from wine_quality.core.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -79,8 +79,8 @@ def register_versions(tracking_uri: str) -> dict[str, float]:
     from mlflow.models import infer_signature
     from sklearn.linear_model import ElasticNet
 
-    from wine_quality.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD
-    from wine_quality.tracking import ensure_experiment, using
+    from wine_quality.core.config import FEATURES, MODEL_NAME, RUNBOOK_PAYLOAD
+    from wine_quality.core.tracking import ensure_experiment, using
 
     rng = np.random.default_rng(7)
     # Rough means of the red wine features, so the rows look like wine.

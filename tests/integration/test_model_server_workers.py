@@ -20,7 +20,7 @@ from bench.load import run_load
 from tests.integration.harness import Process, pid_alive, wait_for
 from tests.integration.services import start_mlflow, start_model_server
 from tests.integration.test_model_server import AUTH, TOKEN, Registry, register_versions
-from wine_quality.config import RUNBOOK_PAYLOAD
+from wine_quality.core.config import RUNBOOK_PAYLOAD
 
 pytestmark = pytest.mark.integration
 WORKERS = 2

@@ -16,9 +16,9 @@ import requests
 from tests.data.corpus import CORPUS, DAG_LEVEL
 from tests.integration.stack import assert_first_run_promoted, task_attempts
 from tests.reliability import record
-from wine_quality.config import MODEL_NAME, PREVIOUS_ALIAS, RUNBOOK_PAYLOAD
-from wine_quality.holdout import load_holdout, row_groups
-from wine_quality.lineage import version_training_data
+from wine_quality.core.config import MODEL_NAME, PREVIOUS_ALIAS, RUNBOOK_PAYLOAD
+from wine_quality.data.holdout import load_holdout, row_groups
+from wine_quality.model.lineage import version_training_data
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

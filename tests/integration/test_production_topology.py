@@ -40,7 +40,7 @@ from tests.integration.harness import (
 )
 from tests.integration.services import start_s3
 from tests.integration.stack import Stack, assert_first_run_promoted, running, stack_env
-from wine_quality.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
+from wine_quality.core.config import FEATURES, MODEL_NAME, PRODUCTION_ALIAS, RUNBOOK_PAYLOAD
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,12 +7,18 @@ import threading
 import pytest
 
 from tests.reliability import record
-from wine_quality import config
-from wine_quality.errors import PromotionConflictError
-from wine_quality.registry import LOCK_NAME, Promotion, alias_version, promote, registry_lock
-from wine_quality.search import TrainingConfig
-from wine_quality.tracking import client
-from wine_quality.training import train_and_register
+from wine_quality.core import config
+from wine_quality.core.errors import PromotionConflictError
+from wine_quality.core.tracking import client
+from wine_quality.model.search import TrainingConfig
+from wine_quality.model.train import train_and_register
+from wine_quality.release.registry import (
+    LOCK_NAME,
+    Promotion,
+    alias_version,
+    promote,
+    registry_lock,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GRID = TrainingConfig(alphas=(0.1,), l1_ratios=(0.5,), cv_folds=2)

@@ -26,7 +26,7 @@ import pytest
 
 from tests.integration.airflow import AirflowApi, airflow_running
 from tests.integration.stack import REPO
-from wine_quality.config import DAG_ID
+from wine_quality.core.config import DAG_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from wine_quality import approval as approval_module
-from wine_quality.approval import (
+from wine_quality.core.handoff import from_xcom, to_xcom
+from wine_quality.gate.evaluate import Decision
+from wine_quality.release import approval as approval_module
+from wine_quality.release.approval import (
     Approval,
     answered,
     approval_needed,
@@ -16,8 +18,6 @@ from wine_quality.approval import (
     record_approval,
     request_approval,
 )
-from wine_quality.evaluation import Decision
-from wine_quality.xcom import from_xcom, to_xcom
 
 DECISION = Decision(
     promote=True, reasons=["RMSE 0.6400 is at least 0.005 below production's 0.6500"],

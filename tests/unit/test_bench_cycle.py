@@ -15,8 +15,8 @@ from bench.cycle import (
     sizes_from_env,
     write_markdown,
 )
-from wine_quality.config import COLUMNS, FEATURES, TARGET
-from wine_quality.csv_parse import parse_csv
+from wine_quality.core.config import COLUMNS, FEATURES, TARGET
+from wine_quality.data.parse import parse_csv
 from wine_quality.validation import validate_frame
 
 

@@ -19,7 +19,7 @@ from bench.endpoint import (
     verdicts,
     write_markdown,
 )
-from wine_quality.config import FEATURES, RUNBOOK_PAYLOAD
+from wine_quality.core.config import FEATURES, RUNBOOK_PAYLOAD
 
 
 def test_the_payload_is_the_runbook_row_with_float_values():

@@ -11,12 +11,19 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from wine_quality import data, storage
-from wine_quality.config import COLUMNS, DEFAULT_MAX_SOURCE_MB, FEATURES, TARGET, Settings
-from wine_quality.csv_parse import decode_csv, parse_csv
-from wine_quality.data import SNAPSHOT_FILENAME, ingest, load_snapshot, read_bytes, snapshot_uri
-from wine_quality.errors import DataSourceError, SettingsError
-from wine_quality.storage import publish_once, write_once
+from wine_quality.core.config import COLUMNS, DEFAULT_MAX_SOURCE_MB, FEATURES, TARGET, Settings
+from wine_quality.core.errors import DataSourceError, SettingsError
+from wine_quality.data import ingest as data
+from wine_quality.data import storage
+from wine_quality.data.ingest import (
+    SNAPSHOT_FILENAME,
+    ingest,
+    load_snapshot,
+    read_bytes,
+    snapshot_uri,
+)
+from wine_quality.data.parse import decode_csv, parse_csv
+from wine_quality.data.storage import publish_once, write_once
 
 EXPECTED_SHA = "4a402cf041b025d4566d954c3b9ba8635a3a8a01e039005d97d6a710278cf05e"
 

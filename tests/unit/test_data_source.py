@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wine_quality.config import DEFAULT_DATA_URI
-from wine_quality.data_source import choose_data_uri, data_asset_uri
+from wine_quality.core.config import DEFAULT_DATA_URI
+from wine_quality.data.source import choose_data_uri, data_asset_uri
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wine_quality.evaluation import PromotionPolicy, decide
-from wine_quality.stats import DeltaInterval
+from wine_quality.gate.evaluate import PromotionPolicy, decide
+from wine_quality.gate.stats import DeltaInterval
 
 POLICY = PromotionPolicy(max_rmse=0.8, min_r2=0.25, min_improvement=0.01)
 
@@ -118,7 +118,7 @@ def test_production_without_an_interval_is_a_programming_error():
 
 
 def test_explain_puts_the_verdict_first():
-    from wine_quality.evaluation import Decision, explain
+    from wine_quality.gate.evaluate import Decision, explain
 
     promote, reasons, forced = decide(
         m(0.6505, 0.32), m(0.6505, 0.32), POLICY, ci(m(0.6505, 0.32), m(0.6505, 0.32), 0.01)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wine_quality.config import COLUMNS, DEFAULT_DRIFT_KS, DEFAULT_DRIFT_PSI, FEATURES, TARGET
-from wine_quality.drift import PSI_EPSILON, ColumnDrift, DriftReport, compare
+from wine_quality.core.config import COLUMNS, DEFAULT_DRIFT_KS, DEFAULT_DRIFT_PSI, FEATURES, TARGET
+from wine_quality.gate.drift import PSI_EPSILON, ColumnDrift, DriftReport, compare
 
 
 def small(quality: list[int], alcohol: list[float] | None = None) -> pd.DataFrame:

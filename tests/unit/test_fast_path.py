@@ -11,14 +11,14 @@ import json
 import numpy as np
 import pytest
 
-from wine_quality.config import FEATURES, RUNBOOK_PAYLOAD, TARGET
-from wine_quality.model import (
+from wine_quality.core.config import FEATURES, RUNBOOK_PAYLOAD, TARGET
+from wine_quality.model.search import TrainingConfig, fit
+from wine_quality.model.wrapper import (
     PIPELINE_ARTIFACT,
     WineQualityRegressor,
     model_signature,
     save_pipeline,
 )
-from wine_quality.search import TrainingConfig, fit
 from wine_quality.serving.fast import FastScorer
 from wine_quality.serving.limits import is_json
 

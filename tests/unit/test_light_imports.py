@@ -16,13 +16,28 @@ import pytest
 import wine_quality
 
 HEAVY = ("numpy", "pandas", "scipy", "sklearn", "matplotlib", "mlflow", "great_expectations")
-MODULES = (
-    "wine_quality.config", "wine_quality.drift", "wine_quality.plots", "wine_quality.validation",
-    "wine_quality.lineage", "wine_quality.evaluation", "wine_quality.model_card",
-    "wine_quality.stats", "wine_quality.approval", "wine_quality.data_source",
-    "wine_quality.holdout", "wine_quality.csv_parse", "wine_quality.decision_record",
-    "wine_quality.search", "wine_quality.storage", "wine_quality.training", "wine_quality.data",
-)  # fmt: skip
+MODULES = tuple(
+    f"wine_quality.{name}"
+    for name in (
+        "core.config",
+        "gate.drift",
+        "gate.plots",
+        "validation",
+        "model.lineage",
+        "gate.evaluate",
+        "gate.card",
+        "gate.stats",
+        "release.approval",
+        "data.source",
+        "data.holdout",
+        "data.parse",
+        "gate.record",
+        "model.search",
+        "data.storage",
+        "model.train",
+        "data.ingest",
+    )
+)
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wine_quality.holdout import row_groups, split_holdout, split_rule
-from wine_quality.lineage import LEGACY_SPLIT_RULE, LineageError, training_rows
+from wine_quality.data.holdout import row_groups, split_holdout, split_rule
+from wine_quality.model.lineage import LEGACY_SPLIT_RULE, LineageError, training_rows
 
 
 def test_content_hash_rule_gives_back_exactly_the_training_side(wine_frame):

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wine_quality.config import FEATURES, RUNBOOK_PAYLOAD, TARGET
-from wine_quality.model import (
+from wine_quality.core.config import FEATURES, RUNBOOK_PAYLOAD, TARGET
+from wine_quality.model.search import TrainingConfig, fit
+from wine_quality.model.wrapper import (
     PIPELINE_ARTIFACT,
     WineQualityRegressor,
     model_signature,
     save_pipeline,
     to_feature_frame,
 )
-from wine_quality.search import TrainingConfig, fit
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "include" / "wine_quality"
 ROW = RUNBOOK_PAYLOAD["dataframe_split"]["data"][0]

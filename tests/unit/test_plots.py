@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 import wine_quality
-from wine_quality.drift import ColumnDrift, DriftReport
-from wine_quality.plots import (
+from wine_quality.gate.drift import ColumnDrift, DriftReport
+from wine_quality.gate.plots import (
     ALERT_COLOUR,
     JITTER,
     MUTED_COLOUR,
@@ -237,7 +237,7 @@ def test_drift_of_an_empty_report_is_refused():
 
 def test_importing_plots_loads_no_matplotlib_and_drawing_needs_no_pyplot():
     code = (
-        "import sys, io, wine_quality.plots as plots\n"
+        "import sys, io, wine_quality.gate.plots as plots\n"
         "heavy = {'matplotlib', 'numpy', 'pandas', 'scipy'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
         "figure = plots.coefficients_figure(['pH'], [0.1], title='t')\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wine_quality.config import check_conf_keys
-from wine_quality.errors import PipelineGateError, UnknownParamError
+from wine_quality.core.config import check_conf_keys
+from wine_quality.core.errors import PipelineGateError, UnknownParamError
 
 VALID = ("max_rmse", "min_r2", "data_uri")
 

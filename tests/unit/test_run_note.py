@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wine_quality.run_note import NOTE_LIMIT, publish_note, render_note
+from wine_quality.report.note import NOTE_LIMIT, publish_note, render_note
 
 SUMMARY = {
     "decision": "keep production",

@@ -7,17 +7,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from wine_quality import summary as summary_module
-from wine_quality.approval import Approval
-from wine_quality.canary import CanaryReport
-from wine_quality.data import IngestResult
-from wine_quality.deployment import Deployment, Rollback
-from wine_quality.evaluation import Decision
-from wine_quality.registry import Promotion
-from wine_quality.summary import STEPS, StepResults, report_run, step_status, summarize
-from wine_quality.training import Candidate
-from wine_quality.validation_run import ValidationRun
-from wine_quality.xcom import from_xcom, to_xcom
+from wine_quality.core.handoff import from_xcom, to_xcom
+from wine_quality.data.ingest import IngestResult
+from wine_quality.gate.evaluate import Decision
+from wine_quality.model.train import Candidate
+from wine_quality.release.approval import Approval
+from wine_quality.release.canary import CanaryReport
+from wine_quality.release.deploy import Deployment, Rollback
+from wine_quality.release.registry import Promotion
+from wine_quality.report import summary as summary_module
+from wine_quality.report.summary import STEPS, StepResults, report_run, step_status, summarize
+from wine_quality.validation.run import ValidationRun
 
 DECISION = Decision(
     promote=True, forced=True, reasons=["promotion was forced"], candidate_version="2",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wine_quality.runtime import preload
+from wine_quality.core.runtime import preload
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -22,7 +22,7 @@ def test_the_collector_is_paused_during_the_imports_and_restored(enabled, monkey
         seen.append((name, gc.isenabled()))
         return real(name)
 
-    monkeypatch.setattr("wine_quality.runtime.importlib.import_module", spy)
+    monkeypatch.setattr("wine_quality.core.runtime.importlib.import_module", spy)
     monkeypatch.delitem(sys.modules, "colorsys", raising=False)
     (gc.enable if enabled else gc.disable)()
     try:
@@ -43,7 +43,7 @@ def test_a_failed_import_still_restores_the_collector():
 
 def test_it_imports_in_a_fresh_process_what_it_is_asked_to():
     code = (
-        "import sys; from wine_quality.runtime import preload; "
+        "import sys; from wine_quality.core.runtime import preload; "
         "assert 'mlflow' not in sys.modules; preload('mlflow'); assert 'mlflow' in sys.modules"
     )
     include = str(Path(__file__).resolve().parents[2] / "include")

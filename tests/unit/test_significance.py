@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wine_quality.config import FEATURES, TARGET
-from wine_quality.evaluation import PromotionPolicy, decide
-from wine_quality.holdout import split_holdout
-from wine_quality.search import TrainingConfig, fit, regression_metrics
-from wine_quality.stats import paired_bootstrap_delta_rmse
+from wine_quality.core.config import FEATURES, TARGET
+from wine_quality.data.holdout import split_holdout
+from wine_quality.gate.evaluate import PromotionPolicy, decide
+from wine_quality.gate.stats import paired_bootstrap_delta_rmse
+from wine_quality.model.search import TrainingConfig, fit, regression_metrics
 
 POLICY = PromotionPolicy(max_rmse=0.8, min_r2=0.25, min_improvement=0.005)
 GRID = TrainingConfig(alphas=(0.01,), l1_ratios=(0.5,), cv_folds=3)

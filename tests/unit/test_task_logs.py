@@ -39,7 +39,7 @@ logging.getLogger("mlflow.models").info("silenced by MLflow's switch")
 enable_logging()
 print(json.dumps(host.getvalue().splitlines()))
 """
-USE = "\nfrom wine_quality.logs import use_host_logging; use_host_logging()"
+USE = "\nfrom wine_quality.core.logs import use_host_logging; use_host_logging()"
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_an_explicit_operator_choice_is_kept():
 SKOPS_IMPORT = """
 import warnings
 import airflow.sdk, airflow.models  # loads Airflow's deprecated compatibility modules
-from wine_quality.model import _skops_io
+from wine_quality.model.wrapper import _skops_io
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     _skops_io()

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from wine_quality.tracking import client, is_not_found, using
+from wine_quality.core.tracking import client, is_not_found, using
 
 
 @pytest.mark.parametrize("before", [None, "http://127.0.0.1:9/before"], ids=["unset", "set"])

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wine_quality.config import FEATURES, TARGET
-from wine_quality.holdout import (
+from wine_quality.core.config import FEATURES, TARGET
+from wine_quality.data.holdout import (
     SPLIT_RULE,
     holdout_digest,
     in_holdout,
@@ -17,8 +17,8 @@ from wine_quality.holdout import (
     split_rule,
     write_holdout,
 )
-from wine_quality.search import TrainingConfig, fit, regression_metrics, search_sample
-from wine_quality.training import dataset_input
+from wine_quality.model.search import TrainingConfig, fit, regression_metrics, search_sample
+from wine_quality.model.train import dataset_input
 
 SMALL_GRID = TrainingConfig(alphas=(0.01, 0.1), l1_ratios=(0.5, 1.0), cv_folds=3)
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from tests.data.corpus import CORPUS
-from wine_quality.config import COLUMNS
-from wine_quality.csv_parse import parse_csv
-from wine_quality.errors import DataValidationError
+from wine_quality.core.config import COLUMNS
+from wine_quality.core.errors import DataValidationError
+from wine_quality.data.parse import parse_csv
 from wine_quality.validation import (
     CheckedExpectation,
     FailedExpectation,
@@ -172,9 +172,9 @@ def test_an_expectation_without_a_result_is_a_failed_check(wine_frame: pd.DataFr
 
 @pytest.mark.slow
 def test_the_validate_step_logs_the_page_next_to_the_json(wine_csv: Path, tmp_path, monkeypatch):
-    from wine_quality.data import ingest
-    from wine_quality.tracking import client
-    from wine_quality.validation_run import validate_snapshot
+    from wine_quality.core.tracking import client
+    from wine_quality.data.ingest import ingest
+    from wine_quality.validation.run import validate_snapshot
 
     # A throwaway store: the runs' artifacts go to ./mlruns under tmp_path.
     monkeypatch.chdir(tmp_path)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from wine_quality.config import FEATURES
+from wine_quality.core.config import FEATURES
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -104,13 +104,13 @@ class FastScorer:
     def for_model(cls, model: PyFuncModel) -> FastScorer | None:
         """The fast path for a loaded version, or None if it is not this project's wrapper.
 
-        Only a :class:`~wine_quality.model.WineQualityRegressor` whose signature names exactly
-        the 11 features qualifies: its ``predict`` is ``pipeline.predict`` on the float frame
-        this module rebuilds. Any other model is served by MLflow's path alone.
+        Only a :class:`~wine_quality.model.wrapper.WineQualityRegressor` whose signature names
+        exactly the 11 features qualifies: its ``predict`` is ``pipeline.predict`` on the float
+        frame this module rebuilds. Any other model is served by MLflow's path alone.
         """
         from mlflow.exceptions import MlflowException
 
-        from wine_quality.model import WineQualityRegressor
+        from wine_quality.model.wrapper import WineQualityRegressor
 
         try:
             python_model = model.unwrap_python_model()

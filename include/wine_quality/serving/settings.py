@@ -2,8 +2,8 @@
 
 This module owns every ``WINE_MODEL_SERVER_*`` variable and ``WINE_MODEL_URI``, their defaults and
 their checks, so a bad value stops the server at start with a message naming the variable. The
-tracking URI and the reload token come from :class:`wine_quality.config.Settings`, like every other
-process's.
+tracking URI and the reload token come from :class:`wine_quality.core.config.Settings`, like
+every other process's.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from wine_quality.config import TRACKING_URI_DEFAULT, Settings, alias_uri
+from wine_quality.core.config import TRACKING_URI_DEFAULT, Settings, alias_uri
 
 DEFAULT_MODEL_URI = alias_uri()
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024

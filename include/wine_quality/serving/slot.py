@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from wine_quality import config
+from wine_quality.core import config
+from wine_quality.core.tracking import is_not_found
 from wine_quality.serving.fast import FastScorer
 from wine_quality.serving.limits import short
 from wine_quality.serving.settings import ServerSettings, parse_model_uri
-from wine_quality.tracking import is_not_found
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wine_quality.errors import DataValidationError
+from wine_quality.core.errors import DataValidationError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from wine_quality.config import COLUMNS, MIN_ROWS, TARGET
-from wine_quality.runtime import preload
+from wine_quality.core.config import COLUMNS, MIN_ROWS, TARGET
+from wine_quality.core.runtime import preload
 from wine_quality.validation.report import ValidationReport, build_report
 
 if TYPE_CHECKING:

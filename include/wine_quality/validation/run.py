@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wine_quality.data import IngestResult, load_snapshot
-from wine_quality.tracking import ensure_experiment, using
+from wine_quality.core.tracking import ensure_experiment, using
+from wine_quality.data.ingest import IngestResult, load_snapshot
 from wine_quality.validation import render_html, validate_frame
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wine_quality.config import LEGACY_STAGE, MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS
-from wine_quality.errors import PromotionConflictError
-from wine_quality.tracking import client, is_not_found
+from wine_quality.core.config import LEGACY_STAGE, MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS
+from wine_quality.core.errors import PromotionConflictError
+from wine_quality.core.tracking import client, is_not_found
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

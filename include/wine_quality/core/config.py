@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wine_quality.errors import SettingsError, UnknownParamError
+from wine_quality.core.errors import SettingsError, UnknownParamError
 
 DAG_ID = "wine_retraining"
 MODEL_NAME = "ElasticNetWineModel"
@@ -94,7 +94,7 @@ MIN_COMPARISON_ROWS = 30
 DEFAULT_CANARY_ROWS = 50
 DEFAULT_CANARY_P95_MS = 500.0
 PREDICTION_TOLERANCE = 1e-6
-# Drift of a new snapshot against production's training data (wine_quality.drift).
+# Drift of a new snapshot against production's training data (wine_quality.gate.drift).
 # PSI 0.2: the customary line between a minor shift and one that calls for a new model.
 DEFAULT_DRIFT_PSI = 0.2
 # KS 0.1: a gap one sees between the CDFs (the p-value calls any shift in thousands of rows real).
@@ -109,7 +109,7 @@ DEFAULT_APPROVAL_TIMEOUT_MINUTES = 24 * 60
 # When the DAG runs: every night at 02:00 UTC, and whenever new data lands (the data asset).
 NIGHTLY_CRON = "0 2 * * *"
 SCHEDULE_TIMEZONE = "UTC"
-# The data asset's name; its URI comes from the environment (wine_quality.data_source).
+# The data asset's name; its URI comes from the environment (wine_quality.data.source).
 DATA_ASSET_NAME = "wine_quality_data"
 # The key of an asset event's extra that names the data that landed.
 ASSET_EVENT_DATA_URI_KEY = "data_uri"

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wine_quality.config import MODEL_NAME
-from wine_quality.data import load_snapshot
-from wine_quality.holdout import SPLIT_RULE, in_holdout
+from wine_quality.core.config import MODEL_NAME
+from wine_quality.data.holdout import SPLIT_RULE, in_holdout
+from wine_quality.data.ingest import load_snapshot
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +103,7 @@ def version_training_data(
     Raises:
         LineageError: A lineage tag is missing, or the snapshot cannot be read or has changed.
     """
-    from wine_quality.errors import DataSourceError
+    from wine_quality.core.errors import DataSourceError
 
     model_version = mlflow_client.get_model_version(MODEL_NAME, version)
     tags = model_version.tags

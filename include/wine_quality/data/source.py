@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from wine_quality.config import ASSET_EVENT_DATA_URI_KEY, DEFAULT_DATA_URI
+from wine_quality.core.config import ASSET_EVENT_DATA_URI_KEY, DEFAULT_DATA_URI
 
 log = logging.getLogger(__name__)
 

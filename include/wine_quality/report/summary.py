@@ -13,16 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from wine_quality.approval import Approval, record_approval
-from wine_quality.canary import CanaryReport
-from wine_quality.data import IngestResult
-from wine_quality.deployment import Deployment, Rollback, served_model
-from wine_quality.evaluation import Decision, outcome
-from wine_quality.registry import Promotion
-from wine_quality.run_note import publish_note
-from wine_quality.training import Candidate
-from wine_quality.validation_run import ValidationRun
-from wine_quality.xcom import from_xcom, to_xcom
+from wine_quality.core.handoff import from_xcom, to_xcom
+from wine_quality.data.ingest import IngestResult
+from wine_quality.gate.evaluate import Decision, outcome
+from wine_quality.model.train import Candidate
+from wine_quality.release.approval import Approval, record_approval
+from wine_quality.release.canary import CanaryReport
+from wine_quality.release.deploy import Deployment, Rollback, served_model
+from wine_quality.release.registry import Promotion
+from wine_quality.report.note import publish_note
+from wine_quality.validation.run import ValidationRun
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from wine_quality.config import COLUMNS, DEFAULT_DRIFT_KS, DEFAULT_DRIFT_PSI, SEED
+from wine_quality.core.config import COLUMNS, DEFAULT_DRIFT_KS, DEFAULT_DRIFT_PSI, SEED
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +35,7 @@ class ColumnDrift:
     """How one column of the new snapshot compares with the baseline.
 
     Attributes:
-        column: The column, named as in :mod:`wine_quality.config`.
+        column: The column, named as in :mod:`wine_quality.core.config`.
         psi: Population stability index over the baseline's deciles (0: same shares).
         ks_statistic: Largest gap between the two empirical CDFs (0 to 1).
         ks_pvalue: The KS test's p-value, for the record only.

@@ -5,7 +5,7 @@ folds), so a rerun on unchanged data cannot beat production by chance. A retried
 version it already registered by its ``airflow_run_id`` tag instead of registering another.
 
 The grid search itself (a bounded, stratified sample, then one fit on every training row) is
-:mod:`wine_quality.search`; this module logs, registers and finds again what it produced.
+:mod:`wine_quality.model.search`; this module logs, registers and finds again what it produced.
 """
 
 from __future__ import annotations
@@ -19,19 +19,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wine_quality import __version__, config
-from wine_quality.config import FEATURES, MODEL_NAME, TARGET
-from wine_quality.data import IngestResult, load_snapshot
-from wine_quality.holdout import (
+from wine_quality import __version__
+from wine_quality.core import config
+from wine_quality.core.config import FEATURES, MODEL_NAME, TARGET
+from wine_quality.core.runtime import preload
+from wine_quality.core.tracking import ensure_experiment, using
+from wine_quality.data.holdout import (
     HOLDOUT_ARTIFACT,
     holdout_digest,
     split_holdout,
     split_rule,
     write_holdout,
 )
-from wine_quality.runtime import preload
-from wine_quality.search import TrainingConfig, fit, regression_metrics
-from wine_quality.tracking import ensure_experiment, using
+from wine_quality.data.ingest import IngestResult, load_snapshot
+from wine_quality.model.search import TrainingConfig, fit, regression_metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -182,7 +183,7 @@ def train_and_register(
     """
     import mlflow
 
-    from wine_quality.model import (
+    from wine_quality.model.wrapper import (
         PIPELINE_ARTIFACT,
         WineQualityRegressor,
         model_signature,
@@ -294,7 +295,7 @@ def train_and_register(
                     name=MODEL_ARTIFACT_NAME,
                     python_model=WineQualityRegressor(),
                     artifacts={PIPELINE_ARTIFACT: str(pipeline_path)},
-                    code_paths=[str(Path(__file__).resolve().parent)],
+                    code_paths=[str(Path(__file__).resolve().parents[1])],
                     signature=model_signature(),
                     input_example=frame.head(3).loc[:, list(FEATURES)].astype("float64"),
                     pip_requirements=serving_requirements(),

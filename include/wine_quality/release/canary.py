@@ -13,11 +13,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from wine_quality.config import FEATURES, PREDICTION_TOLERANCE, RUNBOOK_PAYLOAD, SEED, model_uri
-from wine_quality.errors import CanaryError
-from wine_quality.holdout import load_holdout
-from wine_quality.stats import percentile
-from wine_quality.tracking import using
+from wine_quality.core.config import (
+    FEATURES,
+    PREDICTION_TOLERANCE,
+    RUNBOOK_PAYLOAD,
+    SEED,
+    model_uri,
+)
+from wine_quality.core.errors import CanaryError
+from wine_quality.core.tracking import using
+from wine_quality.data.holdout import load_holdout
+from wine_quality.gate.stats import percentile
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from numpy.typing import ArrayLike
 
-    from wine_quality.drift import DriftReport
+    from wine_quality.gate.drift import DriftReport
 
 CANDIDATE_COLOUR = "tab:blue"
 PRODUCTION_COLOUR = "tab:orange"

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from wine_quality.runtime import preload
+from wine_quality.core.runtime import preload
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -2,7 +2,7 @@
 
 The version gets the decision as tags and a model card as its description; the candidate's
 training run gets the comparison and drift metrics, the decision JSON and the plots under
-``plots/``. Separate from the rule (:mod:`wine_quality.evaluation`), which stays a pure
+``plots/``. Separate from the rule (:mod:`wine_quality.gate.evaluate`), which stays a pure
 function of the numbers.
 """
 
@@ -16,15 +16,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wine_quality.config import FEATURES, MODEL_NAME
-from wine_quality.evaluation import Decision, outcome
+from wine_quality.core.config import FEATURES, MODEL_NAME
+from wine_quality.gate.evaluate import Decision, outcome
 
 # Requests to the tracking server in flight at once while the decision is written.
 UPLOADS = 8
 
 if TYPE_CHECKING:
-    from wine_quality.drift import DriftReport
-    from wine_quality.training import Candidate
+    from wine_quality.gate.drift import DriftReport
+    from wine_quality.model.train import Candidate
 
 
 def figures(
@@ -38,7 +38,7 @@ def figures(
     drift_report: DriftReport | None,
 ) -> dict[str, Any]:
     """The decision's pictures by artifact name (under ``plots/`` of the candidate's run)."""
-    from wine_quality import plots
+    from wine_quality.gate import plots
 
     pipeline = candidate_model.unwrap_python_model().pipeline
     figures = {
@@ -121,7 +121,7 @@ def record_decision(
     """Write the decision where people look: version tags and card, run metrics, JSON, plots."""
     from mlflow.entities import Metric
 
-    from wine_quality.model_card import render_model_card
+    from wine_quality.gate.card import render_model_card
 
     version = str(candidate.version)
     # Each tag, the metrics, the JSON and each plot is a request of its own to the tracking

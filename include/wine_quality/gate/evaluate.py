@@ -1,10 +1,10 @@
 """Compare the candidate with production on the same holdout, and decide whether to promote.
 
 Both models are scored in this run on the candidate's holdout rows, minus any row production was
-trained on (found through its lineage, :mod:`wine_quality.lineage`); stale metrics from an older
-run are never reused. The candidate must be better beyond the noise of those rows: a paired
-bootstrap interval of ΔRMSE (:mod:`wine_quality.stats`) must lie below the margin. The new data
-is compared with production's training data for drift (:mod:`wine_quality.drift`), which is
+trained on (found through its lineage, :mod:`wine_quality.model.lineage`); stale metrics from
+an older run are never reused. The candidate must be better beyond the noise of those rows: a paired
+bootstrap interval of ΔRMSE (:mod:`wine_quality.gate.stats`) must lie below the margin. The new data
+is compared with production's training data for drift (:mod:`wine_quality.gate.drift`), which is
 reported, not refused. The rule itself is :func:`decide`, a pure function; its absolute
 thresholds use MLflow's ``MetricThreshold`` validator, which needs plain Python floats.
 
@@ -18,17 +18,23 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wine_quality import config
-from wine_quality.config import FEATURES, PRODUCTION_ALIAS, TARGET
-from wine_quality.holdout import SPLIT_RULE, holdout_digest, in_holdout, load_holdout, row_groups
-from wine_quality.registry import alias_version
-from wine_quality.runtime import preload
-from wine_quality.search import regression_metrics
-from wine_quality.tracking import using
-from wine_quality.training import Candidate
+from wine_quality.core import config
+from wine_quality.core.config import FEATURES, PRODUCTION_ALIAS, TARGET
+from wine_quality.core.runtime import preload
+from wine_quality.core.tracking import using
+from wine_quality.data.holdout import (
+    SPLIT_RULE,
+    holdout_digest,
+    in_holdout,
+    load_holdout,
+    row_groups,
+)
+from wine_quality.model.search import regression_metrics
+from wine_quality.model.train import Candidate
+from wine_quality.release.registry import alias_version
 
 if TYPE_CHECKING:
-    from wine_quality.stats import DeltaInterval
+    from wine_quality.gate.stats import DeltaInterval
 
 log = logging.getLogger(__name__)
 
@@ -246,13 +252,13 @@ def compare_with_production(
     """
     import numpy as np
 
-    from wine_quality import drift as drift_stats
-    from wine_quality.data import load_snapshot
-    from wine_quality.decision_record import figures as decision_figures
-    from wine_quality.decision_record import metrics as decision_metrics
-    from wine_quality.decision_record import record_decision
-    from wine_quality.lineage import LineageError, version_training_data
-    from wine_quality.stats import paired_bootstrap_delta_rmse
+    from wine_quality.data.ingest import load_snapshot
+    from wine_quality.gate import drift as drift_stats
+    from wine_quality.gate.record import figures as decision_figures
+    from wine_quality.gate.record import metrics as decision_metrics
+    from wine_quality.gate.record import record_decision
+    from wine_quality.gate.stats import paired_bootstrap_delta_rmse
+    from wine_quality.model.lineage import LineageError, version_training_data
 
     # What scoring two models, the interval, drift and the plots import, in one pass.
     preload("mlflow.pyfunc", "sklearn.pipeline", "scipy.stats", "matplotlib.figure")

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from wine_quality.config import FEATURES
-from wine_quality.runtime import preload
+from wine_quality.core.config import FEATURES
+from wine_quality.core.runtime import preload
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature

@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wine_quality.config import MODEL_NAME
-from wine_quality.tracking import client
+from wine_quality.core.config import MODEL_NAME
+from wine_quality.core.tracking import client
 
 if TYPE_CHECKING:
-    from wine_quality.evaluation import Decision
+    from wine_quality.gate.evaluate import Decision
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from wine_quality.config import MB
+from wine_quality.core.config import MB
 
 CHUNK_BYTES = 8 * MB
 # S3 objects above this are uploaded in parts of this size: a part is the most held in memory.

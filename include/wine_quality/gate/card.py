@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wine_quality.config import MODEL_NAME
+from wine_quality.core.config import MODEL_NAME
 
 if TYPE_CHECKING:
-    from wine_quality.evaluation import Decision
-    from wine_quality.training import Candidate
+    from wine_quality.gate.evaluate import Decision
+    from wine_quality.model.train import Candidate
 
 
 def _metrics_line(name: str, metrics: dict[str, float] | None) -> str:
@@ -34,7 +34,7 @@ def render_model_card(
 
     Links are relative to the MLflow UI (``#/...``), so they work whatever host serves it.
     """
-    from wine_quality.evaluation import outcome
+    from wine_quality.gate.evaluate import outcome
 
     run_link = (
         f"[training run](#/experiments/{experiment_id}/runs/{candidate.run_id})"

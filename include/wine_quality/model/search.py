@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wine_quality import config
-from wine_quality.config import FEATURES, TARGET
-from wine_quality.holdout import row_groups
+from wine_quality.core import config
+from wine_quality.core.config import FEATURES, TARGET
+from wine_quality.data.holdout import row_groups
 
 if TYPE_CHECKING:
     import pandas as pd

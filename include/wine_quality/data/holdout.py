@@ -2,7 +2,8 @@
 
 A row's side is decided by its content alone, so it never changes as the data grows or is
 reordered; the rule's name (``split_rule``) is recorded with every version so that the rows a
-version trained on can be rebuilt (:mod:`wine_quality.lineage`). The rows themselves are logged
+version trained on can be rebuilt (:mod:`wine_quality.model.lineage`). The rows themselves
+are logged
 with the candidate as CSV and proved the same by their digest.
 """
 
@@ -13,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wine_quality.config import COLUMNS, FEATURES
+from wine_quality.core.config import COLUMNS, FEATURES
 
 if TYPE_CHECKING:
     import numpy as np

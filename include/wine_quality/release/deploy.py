@@ -10,9 +10,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from wine_quality.errors import DeploymentError
-from wine_quality.registry import rollback
-from wine_quality.xcom import from_xcom
+from wine_quality.core.errors import DeploymentError
+from wine_quality.core.handoff import from_xcom
+from wine_quality.release.registry import rollback
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from wine_quality.csv_parse import Scan, count_rows, read_csv_file, too_large
-from wine_quality.errors import DataSourceError
-from wine_quality.storage import (
+from wine_quality.core.errors import DataSourceError
+from wine_quality.data.parse import Scan, count_rows, read_csv_file, too_large
+from wine_quality.data.storage import (
     CHUNK_BYTES,
     exists,
     publish_once,
@@ -61,7 +61,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _default_max_bytes() -> int:
-    from wine_quality.config import Settings
+    from wine_quality.core.config import Settings
 
     return Settings.from_env().max_source_bytes
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wine_quality.config import CSV_SEPARATOR, FEATURES, MB, TARGET
-from wine_quality.errors import DataSourceError
+from wine_quality.core.config import CSV_SEPARATOR, FEATURES, MB, TARGET
+from wine_quality.core.errors import DataSourceError
 
 if TYPE_CHECKING:
     import pandas as pd
